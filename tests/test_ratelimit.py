@@ -1,0 +1,76 @@
+"""The shared request budget, on a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from watcher.ratelimit import RateLimiter
+
+
+class FakeClock:
+    """A clock that only moves when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.mark.anyio
+async def test_requests_are_spaced_evenly() -> None:
+    """Ten acquisitions at rate 5/s are spaced 0.2 s apart, the first at once."""
+    clock = FakeClock()
+    limiter = RateLimiter(5, clock=clock, sleep=clock.sleep)
+    times = []
+    for _ in range(10):
+        async with limiter:
+            times.append(clock.now)
+    gaps = [round(b - a, 9) for a, b in zip(times, times[1:], strict=False)]
+    assert times[0] == 1000.0
+    assert gaps == [0.2] * 9
+
+
+@pytest.mark.anyio
+async def test_no_window_of_one_second_exceeds_the_rate() -> None:
+    """However callers bunch up, any half-open one-second window holds at most `rate` grants."""
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    times = []
+    for i in range(100):
+        if i % 17 == 0:
+            clock.now += 3.0  # idle periods must not bank a burst
+        await limiter.acquire()
+        times.append(clock.now)
+    for t in times:  # 1 ns of slack: float sums of 0.1 land a hair either side of t + 1.0
+        assert sum(1 for u in times if t <= u < t + 1.0 - 1e-9) <= 10
+
+
+def test_reservations_are_first_come_first_served() -> None:
+    """Concurrent callers get slots in the order they asked."""
+    clock = FakeClock()
+    limiter = RateLimiter(2, clock=clock, sleep=clock.sleep)
+    assert [limiter.reserve() for _ in range(4)] == [0.0, 0.5, 1.0, 1.5]
+    assert limiter.granted == 4
+
+
+def test_pause_holds_everyone_then_resumes_pace() -> None:
+    """After pause(2), the next slot is 2 s away and the following ones keep the even pace."""
+    clock = FakeClock()
+    limiter = RateLimiter(4, clock=clock, sleep=clock.sleep)
+    limiter.reserve()
+    limiter.pause(2.0)
+    assert limiter.reserve() == 2.0
+    assert limiter.reserve() == 2.25
+    assert "rate=4/s" in repr(limiter)
+
+
+def test_rate_must_be_positive() -> None:
+    """A zero rate is refused at construction, not discovered as a hang."""
+    with pytest.raises(ValueError, match="positive"):
+        RateLimiter(0)

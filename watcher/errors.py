@@ -1,0 +1,85 @@
+"""The exception tree. Foreign errors (aiohttp, OSError) are translated where they occur, once.
+
+    WatcherError
+    ├── ConfigError        bad flags, environment or credentials: exit 2 before any work
+    ├── InputError         one bad input line; becomes an INVALID manifest line, the run goes on
+    ├── ApiError           the API answered with an error (status, code, message, request id)
+    │   ├── AuthError      401 APIGW.0301 or MSS.000000004: the whole run stops, exit 2
+    │   └── ThrottledError 429 APIGW.0308: wait, then try again
+    ├── TransportError     no usable answer: connection refused or reset, timeout, bad body
+    └── DownloadError      a result file could not be saved (link expired, short body, disk)
+
+`transient` says whether trying again later may succeed. Messages never contain credentials.
+"""
+
+from __future__ import annotations
+
+
+class WatcherError(Exception):
+    """Base of every error the watcher raises on purpose."""
+
+    transient = False
+
+
+class ConfigError(WatcherError):
+    """Flags, environment or credentials are unusable; nothing has been done yet."""
+
+
+class InputError(WatcherError):
+    """One input line is unusable; `line` is its 1-based number in `source`."""
+
+    def __init__(self, source: str, line: int, message: str) -> None:
+        super().__init__(f"{source}:{line}: {message}")
+        self.source = source
+        self.line = line
+        self.reason = message
+
+
+class ApiError(WatcherError):
+    """The API answered with an error body (or a 200 that carries one)."""
+
+    def __init__(self, status: int, code: str, message: str, request_id: str | None) -> None:
+        super().__init__(f"HTTP {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+    @property
+    def transient(self) -> bool:  # type: ignore[override]
+        """5xx and 429 may pass; other 4xx will not."""
+        return self.status >= 500 or self.status == 429
+
+
+class AuthError(ApiError):
+    """Credentials were refused; retrying would only lock the key (5 failures: 5 minutes)."""
+
+
+class ThrottledError(ApiError):
+    """The tenant's rate limit was hit; `retry_after` is the server's hint in seconds, if any."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        request_id: str | None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(status, code, message, request_id)
+        self.retry_after = retry_after
+
+
+class TransportError(WatcherError):
+    """The request got no usable answer; trying again may succeed."""
+
+    transient = True
+
+
+class DownloadError(WatcherError):
+    """A result file could not be saved. `expired` means a fresh link may succeed."""
+
+    def __init__(self, message: str, *, transient: bool = False, expired: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.expired = expired

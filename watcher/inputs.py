@@ -1,0 +1,148 @@
+"""Job ids from files or stdin, as validated `Job` records, streamed as they arrive.
+
+A line is a JSON object with a `job_id` (its other fields are kept as `meta`), or a bare job id.
+Blank lines and `#` comments are skipped. A bad line becomes an `InputError` naming its source and
+line number; it never stops the stream. Job ids are restricted to `[A-Za-z0-9_-]{1,128}`, because
+they become file names under `--out`.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import anyio
+import anyio.to_thread
+import orjson
+
+from watcher.errors import InputError
+
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+MAX_LINE_BYTES = 64 * 1024
+CHUNK_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job to watch, with where it was read."""
+
+    job_id: str
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    source: str = "-"
+    line: int = 0
+
+
+def check_job_id(job_id: object) -> str:
+    """`job_id` if it is a usable job id; ValueError says why not."""
+    if not isinstance(job_id, str):
+        raise ValueError(f"job_id must be a string, not {type(job_id).__name__}")
+    if not JOB_ID.fullmatch(job_id):
+        shown = job_id if len(job_id) <= 40 else job_id[:40] + "..."
+        raise ValueError(
+            f"job_id {shown!r} is not 1-128 characters of letters, digits, '_' and '-'"
+        )
+    return job_id
+
+
+def parse_line(text: str, source: str, line: int) -> Job | None:
+    """The job on one line, None for a blank line or comment; InputError when unusable."""
+    stripped = text.strip()
+    if not stripped or stripped.startswith("#"):
+        return None
+    try:
+        if stripped.startswith("{"):
+            try:
+                obj = orjson.loads(stripped)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc}") from exc
+            if not isinstance(obj, dict) or "job_id" not in obj:
+                raise ValueError("JSON object has no 'job_id'")
+            job_id = check_job_id(obj.pop("job_id"))
+            return Job(job_id, obj, source, line)
+        return Job(check_job_id(stripped), {}, source, line)
+    except ValueError as exc:
+        raise InputError(source, line, str(exc)) from exc
+
+
+def _split_lines(source: str) -> Callable[[bytes], list[tuple[int, bytes | None]]]:
+    """A stateful splitter: feed it chunks (b"" at the end), get (line number, bytes) pairs.
+
+    A line over MAX_LINE_BYTES is reported as (number, None) and its bytes are dropped as they
+    come, so a huge line never sits in memory.
+    """
+    buffer = bytearray()
+    number = 0
+    overlong = False
+
+    def feed(chunk: bytes) -> list[tuple[int, bytes | None]]:
+        nonlocal number, overlong
+        out: list[tuple[int, bytes | None]] = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            number += 1
+            if overlong or len(buffer) + end - start > MAX_LINE_BYTES:
+                out.append((number, None))
+            else:
+                out.append((number, bytes(buffer) + chunk[start:end]))
+            buffer.clear()
+            overlong = False
+            start = end + 1
+        rest = chunk[start:]
+        if overlong or len(buffer) + len(rest) > MAX_LINE_BYTES:
+            overlong = True
+            buffer.clear()
+        else:
+            buffer.extend(rest)
+        if not chunk and (buffer or overlong):  # end of input without a final newline
+            number += 1
+            out.append((number, None if overlong else bytes(buffer)))
+            buffer.clear()
+            overlong = False
+        return out
+
+    return feed
+
+
+def _decode(source: str, number: int, raw: bytes | None) -> Job | InputError | None:
+    if raw is None:
+        return InputError(source, number, f"line is longer than {MAX_LINE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return InputError(source, number, f"not UTF-8 (byte {exc.start + 1})")
+    try:
+        return parse_line(text, source, number)
+    except InputError as exc:
+        return exc
+
+
+async def read_stream(stream: IO[bytes], source: str) -> AsyncIterator[Job | InputError]:
+    """Jobs and bad lines from a binary stream, each as soon as its line is complete.
+
+    Reads in a worker thread with `read1`, so a job printed by a submitter now is yielded now,
+    not when the submitter exits.
+    """
+    read = getattr(stream, "read1", stream.read)
+    feed = _split_lines(source)
+    while True:
+        chunk: bytes = await anyio.to_thread.run_sync(read, CHUNK_BYTES, abandon_on_cancel=True)
+        for number, raw in feed(chunk):
+            if (item := _decode(source, number, raw)) is not None:
+                yield item
+        if not chunk:
+            return
+
+
+async def read_inputs(paths: Sequence[str]) -> AsyncIterator[Job | InputError]:
+    """Jobs from each path in turn (`-` is stdin; no paths means stdin)."""
+    for path in paths or ["-"]:
+        if path == "-":
+            async for item in read_stream(sys.stdin.buffer, "<stdin>"):
+                yield item
+            continue
+        with open(path, "rb") as stream:  # noqa: ASYNC230 - opening is instant; reads are threaded
+            async for item in read_stream(stream, path):
+                yield item

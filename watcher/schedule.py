@@ -1,0 +1,98 @@
+"""Who is polled when: one heap of due times for every watched job.
+
+Costs O(log n) per poll and one small record per job, not a sleeping task per job. The job that has
+been due the longest goes first (ties: the one admitted first), so when the shared budget is short
+every job's wait grows alike and nobody starves. Pure data; the clock is the caller's.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import count
+
+from watcher.inputs import Job
+from watcher.manifest import ErrorInfo, JobResult, SavedFile
+
+
+@dataclass(slots=True, eq=False)
+class Watched:
+    """A job being watched, and what has been seen of it so far (monotonic times)."""
+
+    job: Job
+    admitted: float
+    deadline: float | None = None
+    polls: int = 0
+    errors: int = 0
+    state: str | None = None
+    first_poll: float | None = None
+    first_poll_at: datetime | None = field(default=None)
+
+    @property
+    def job_id(self) -> str:
+        """The job's id."""
+        return self.job.job_id
+
+    def result(
+        self,
+        status: str,
+        *,
+        now: float,
+        now_at: datetime,
+        files: dict[str, SavedFile] | None = None,
+        error: ErrorInfo | None = None,
+    ) -> JobResult:
+        """The manifest line for this job, final at `now` (monotonic) / `now_at` (wall clock)."""
+        return JobResult(
+            job_id=self.job_id,
+            status=status,
+            state=self.state,
+            files=files or {},
+            polls=self.polls,
+            first_poll_at=self.first_poll_at,
+            finished_at=now_at,
+            elapsed_s=now - (self.first_poll if self.first_poll is not None else self.admitted),
+            error=error,
+            meta=self.job.meta,
+        )
+
+
+class Schedule:
+    """Due times of watched jobs; `pop_due` hands out the most overdue one."""
+
+    __slots__ = ("_heap", "_seq")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Watched]] = []
+        self._seq = count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, watched: Watched, due: float) -> None:
+        """Poll `watched` at `due` or later; a deadline earlier than `due` wins."""
+        if watched.deadline is not None:
+            due = min(due, watched.deadline)
+        heapq.heappush(self._heap, (due, next(self._seq), watched))
+
+    def next_due(self) -> float | None:
+        """When the earliest job is due, or None when nothing is scheduled."""
+        return self._heap[0][0] if self._heap else None
+
+    def pop_due(self, now: float) -> Watched | None:
+        """The job due longest ago, if any is due at `now`."""
+        if self._heap and self._heap[0][0] <= now:
+            return heapq.heappop(self._heap)[2]
+        return None
+
+
+def next_poll(sent_at: float, cadence: float) -> float:
+    """When a job polled at `sent_at` may be polled again: never sooner than one cadence later."""
+    return sent_at + cadence
+
+
+def error_backoff(errors: int, base: float, cadence: float) -> float:
+    """Delay after the `errors`-th consecutive transient error: doubling from `base`, capped at
+    eight cadences, and never shorter than the cadence."""
+    return max(cadence, min(base * 2 ** (errors - 1), 8 * cadence))
