@@ -1,0 +1,205 @@
+"""The whole run against the simulator over loopback: inputs to manifest."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from watcher.auth import AkSk, Token
+from watcher.config import ApiConfig, DownloadPolicy, PollPolicy, RunConfig
+from watcher.errors import AuthError, InputError
+from watcher.inputs import Job
+from watcher.sim import SimConfig, SimThread
+from watcher.watch import Summary, watch
+
+AK, SK, PROJECT = "TESTAK0000000000WTCH", "test-sk-for-watch-tests-000000000000000", "proj0123"
+FAST = PollPolicy(cadence=0.02, rate=2000, error_backoff=0.01)
+
+
+@pytest.fixture
+def sim_factory() -> Iterator[Any]:
+    """Start simulators with chosen settings; all are stopped at the end of the test."""
+    started: list[SimThread] = []
+
+    def start(preload: Iterable[Job] = (), **overrides: Any) -> SimThread:
+        settings: dict[str, Any] = {
+            "project_id": PROJECT,
+            "credentials": AkSk(AK, SK),
+            "time_scale": 0.002,
+            "slots": 8,
+            "fail_percent": 0,
+        }
+        settings.update(overrides)
+        thread = SimThread(SimConfig(**settings), preload=list(preload))
+        thread.__enter__()
+        started.append(thread)
+        return thread
+
+    yield start
+    for thread in started:
+        thread.__exit__(None, None, None)
+
+
+def _config(url: str, out: Path, poll: PollPolicy = FAST, **api: Any) -> RunConfig:
+    api_config = ApiConfig(url, PROJECT, AkSk(AK, SK), request_timeout=5)
+    return RunConfig(
+        api=replace(api_config, **api), out_dir=out, manifest=out / "manifest.jsonl",
+        poll=poll, download=DownloadPolicy(workers=4),
+    )
+
+
+async def _items(*items: Job | InputError) -> AsyncIterator[Job | InputError]:
+    for item in items:
+        yield item
+
+
+def _jobs(n: int, prefix: str = "job") -> list[Job]:
+    return [Job(f"{prefix}-{i:03d}", {"n": i}) for i in range(n)]
+
+
+def _manifest(out: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in (out / "manifest.jsonl").read_bytes().splitlines()]
+
+
+async def _run(config: RunConfig, *items: Job | InputError) -> Summary:
+    return await watch(config, _items(*items))
+
+
+@pytest.mark.anyio
+async def test_every_job_succeeds_with_its_files_saved_and_verified(sim_factory: Any, tmp_path: Path) -> None:
+    """Twelve jobs: twelve SUCCEED lines, files on disk matching their sha256, no .part left."""
+    jobs = _jobs(12)
+    sim = sim_factory(jobs)
+    summary = await _run(_config(sim.url, tmp_path), *jobs)
+    lines = _manifest(tmp_path)
+    assert sorted(r["job_id"] for r in lines) == [j.job_id for j in jobs]
+    assert {r["status"] for r in lines} == {"SUCCEED"}
+    assert summary.tally.all_succeeded and summary.tally.statuses["SUCCEED"] == 12
+    for r in lines:
+        assert r["meta"] == {"n": int(r["job_id"][-3:])}
+        assert {"audio", "srt", "info"} <= set(r["files"])
+        for saved in r["files"].values():
+            data = Path(saved["path"]).read_bytes()
+            assert len(data) == saved["bytes"]
+            assert hashlib.sha256(data).hexdigest() == saved["sha256"]
+        assert Path(r["files"]["audio"]["path"]).read_bytes()[:4] == b"RIFF"
+        assert r["polls"] >= 1 and r["error"] is None and r["first_poll_at"].endswith("Z")
+    assert not list(tmp_path.glob("*.part"))
+
+
+@pytest.mark.anyio
+async def test_failed_and_unknown_jobs_get_their_codes(sim_factory: Any, tmp_path: Path) -> None:
+    """Jobs the simulator fails are FAILED with its code; an unknown id is ERROR MSS.000000003."""
+    jobs = _jobs(3)
+    sim = sim_factory(jobs, fail_percent=100)
+    summary = await _run(_config(sim.url, tmp_path), *jobs, Job("never-created"))
+    by_id = {r["job_id"]: r for r in _manifest(tmp_path)}
+    assert {by_id[j.job_id]["status"] for j in jobs} == {"FAILED"}
+    assert all(by_id[j.job_id]["error"]["code"] and by_id[j.job_id]["files"] == {} for j in jobs)
+    unknown = by_id["never-created"]
+    assert (unknown["status"], unknown["error"]["code"]) == ("ERROR", "MSS.000000003")
+    assert unknown["error"]["request_id"]
+    assert not summary.tally.all_succeeded
+
+
+@pytest.mark.anyio
+async def test_duplicates_watched_once_and_bad_lines_recorded(sim_factory: Any, tmp_path: Path) -> None:
+    """A repeated id yields one line; a bad input line yields an INVALID line naming it."""
+    jobs = _jobs(2)
+    sim = sim_factory(jobs)
+    bad = InputError("in.txt", 4, "job_id '../x' is not 1-128 characters")
+    summary = await _run(_config(sim.url, tmp_path), jobs[0], bad, jobs[1], jobs[0])
+    lines = _manifest(tmp_path)
+    assert sorted(str(r["job_id"]) for r in lines) == ["None", "job-000", "job-001"]
+    invalid = next(r for r in lines if r["status"] == "INVALID")
+    assert (invalid["source"], invalid["line"]) == ("in.txt", 4)
+    assert summary.polls.duplicates == 1
+
+
+@pytest.mark.anyio
+async def test_bad_signature_stops_the_run_and_writes_nothing(sim_factory: Any, tmp_path: Path) -> None:
+    """A refused signature raises AuthError at once; no job is written as failed; SK not in it."""
+    jobs = _jobs(5)
+    sim = sim_factory(jobs)
+    config = _config(sim.url, tmp_path, credentials=AkSk(AK, "wrong-secret-key-000"))
+    with pytest.raises(AuthError) as caught:
+        await _run(config, *jobs)
+    assert caught.value.code == "APIGW.0301"
+    assert "wrong-secret-key" not in str(caught.value)
+    assert _manifest(tmp_path) == []
+    assert sim.sim.stats.count("ShowAsyncTtsJob") <= 5
+
+
+@pytest.mark.anyio
+async def test_token_auth(sim_factory: Any, tmp_path: Path) -> None:
+    """With an IAM token the jobs are watched as with AK/SK."""
+    jobs = _jobs(2)
+    sim = sim_factory(jobs, credentials=Token("iam-token-value"))
+    config = _config(sim.url, tmp_path, credentials=Token("iam-token-value"))
+    assert (await _run(config, *jobs)).tally.all_succeeded
+
+
+@pytest.mark.anyio
+async def test_storage_never_sees_api_credentials(sim_factory: Any, tmp_path: Path) -> None:
+    """The object-storage route records its request headers: none is an API credential."""
+    jobs = _jobs(3)
+    sim = sim_factory(jobs)
+    await _run(_config(sim.url, tmp_path), *jobs)
+    seen = sim.sim.storage.requests
+    assert len(seen) >= 9
+    forbidden = {"authorization", "x-auth-token", "x-security-token", "x-sdk-date", "x-project-id"}
+    for request in seen:
+        assert not forbidden & {name.lower() for name in request.header_names}
+
+
+@pytest.mark.anyio
+async def test_job_timeout(sim_factory: Any, tmp_path: Path) -> None:
+    """Jobs that never finish in time get TIMEOUT lines with their last state."""
+    jobs = _jobs(2)
+    sim = sim_factory(jobs, time_scale=100.0)  # hours per job
+    poll = replace(FAST, job_timeout=0.3)
+    await _run(_config(sim.url, tmp_path, poll), *jobs)
+    lines = _manifest(tmp_path)
+    assert [r["status"] for r in lines] == ["TIMEOUT", "TIMEOUT"]
+    assert {r["state"] for r in lines} <= {"WAITING", "PROCESSING"}
+    assert all(0.3 <= r["elapsed_s"] < 3 for r in lines)
+
+
+@pytest.mark.anyio
+async def test_cadence_is_never_exceeded(sim_factory: Any, tmp_path: Path) -> None:
+    """With a 0.1 s cadence no job is asked more than once per 0.1 s of its life."""
+    jobs = _jobs(4)
+    sim = sim_factory(jobs, time_scale=0.05)
+    await _run(_config(sim.url, tmp_path, replace(FAST, cadence=0.1)), *jobs)
+    for r in _manifest(tmp_path):
+        assert r["polls"] >= 2
+        assert r["polls"] <= r["elapsed_s"] / 0.1 + 1
+
+
+@pytest.mark.anyio
+async def test_shared_rate_keeps_under_the_gateway_limit(sim_factory: Any, tmp_path: Path) -> None:
+    """Twenty eager jobs at --rate 40 against a 50/s gateway limit are never throttled."""
+    jobs = _jobs(20)
+    sim = sim_factory(jobs, time_scale=0.02, rate_limit=50)
+    summary = await _run(_config(sim.url, tmp_path, replace(FAST, rate=40)), *jobs)
+    assert summary.tally.all_succeeded
+    assert summary.polls.requests > 20
+    assert summary.polls.throttled == 0
+    assert sim.sim.stats.count("ShowAsyncTtsJob", 429) == 0
+
+
+@pytest.mark.anyio
+async def test_throttling_slows_down_and_loses_nothing(sim_factory: Any, tmp_path: Path) -> None:
+    """Against a 20/s gateway with --rate 500, 429s happen, everyone pauses, all jobs finish."""
+    jobs = _jobs(10)
+    sim = sim_factory(jobs, time_scale=0.01, rate_limit=20)
+    poll = replace(FAST, rate=500, throttle_pause=0.2)
+    summary = await _run(_config(sim.url, tmp_path, poll), *jobs)
+    assert summary.polls.throttled > 0
+    assert summary.tally.all_succeeded and summary.tally.statuses["SUCCEED"] == 10
