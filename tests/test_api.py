@@ -12,7 +12,12 @@ from watcher.errors import ApiError, AuthError, ThrottledError
 def test_success_with_links() -> None:
     """SUCCEED with links is final, not failed, and maps each link to its file kind."""
     status = parse_status(
-        {"state": "SUCCEED", "audio_file_url": "https://a", "audio_srt_file_url": "https://s", "x": 1},
+        {
+            "state": "SUCCEED",
+            "audio_file_url": "https://a",
+            "audio_srt_file_url": "https://s",
+            "x": 1,
+        },
         "rid",
     )
     assert status.final and not status.failed
@@ -41,12 +46,14 @@ def test_unknown_state_is_final_so_nothing_loops_forever() -> None:
 def test_error_in_a_200_body_raises() -> None:
     """A 200 with error_code/error_msg and no state is an ApiError carrying them."""
     with pytest.raises(ApiError) as caught:
-        parse_status({"error_code": "MSS.000000002", "error_msg": "internal", "request_id": "r1"}, None)
+        parse_status(
+            {"error_code": "MSS.000000002", "error_msg": "internal", "request_id": "r1"}, None
+        )
     assert (caught.value.code, caught.value.request_id) == ("MSS.000000002", "r1")
 
 
 def test_error_bodies_map_to_the_right_exception() -> None:
-    """401/APIGW.0301 is AuthError, 429 ThrottledError with Retry-After, 400 permanent, 500 transient."""
+    """401 is AuthError, 429 ThrottledError with Retry-After, 400 permanent, 5xx transient."""
     auth = _error(401, b'{"error_code":"APIGW.0301","error_msg":"bad","request_id":"r"}', {})
     assert isinstance(auth, AuthError) and auth.request_id == "r" and not auth.transient
     throttled = _error(429, b'{"error_code":"APIGW.0308","error_msg":"slow"}', {"Retry-After": "3"})

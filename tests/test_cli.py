@@ -20,8 +20,15 @@ FAST = ["--cadence", "0.02", "--rate", "2000"]
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """A clean environment: no credentials of the machine's, HOME in a temporary folder."""
-    for name in ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "CLOUD_SDK_AK", "CLOUD_SDK_SK",
-                 "HUAWEICLOUD_SDK_PROJECT_ID", "METASTUDIO_AUTH_TOKEN", "HUAWEICLOUD_SDK_SECURITY_TOKEN"):
+    for name in (
+        "HUAWEICLOUD_SDK_AK",
+        "HUAWEICLOUD_SDK_SK",
+        "CLOUD_SDK_AK",
+        "CLOUD_SDK_SK",
+        "HUAWEICLOUD_SDK_PROJECT_ID",
+        "METASTUDIO_AUTH_TOKEN",
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return monkeypatch
@@ -34,11 +41,16 @@ def _login(env: pytest.MonkeyPatch, sk: str = SK) -> None:
 
 
 def _write_jobs(path: Path, jobs: list[Job]) -> Path:
-    path.write_text("# jobs\n" + "".join(orjson.dumps({"job_id": j.job_id, **j.meta}).decode() + "\n" for j in jobs))
+    path.write_text(
+        "# jobs\n"
+        + "".join(orjson.dumps({"job_id": j.job_id, **j.meta}).decode() + "\n" for j in jobs)
+    )
     return path
 
 
-def test_no_credentials_is_exit_2_with_advice(env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_credentials_is_exit_2_with_advice(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Without any credentials the run stops before any work, naming what to set."""
     assert main(["run", "--endpoint", "http://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
@@ -82,8 +94,17 @@ def test_run_writes_files_manifest_and_summary(
     sim = sim_factory(jobs)
     _login(env)
     out = tmp_path / "out"
-    code = main(["run", str(_write_jobs(tmp_path / "jobs.jsonl", jobs)), "--endpoint", sim.url,
-                 "--out", str(out), *FAST])
+    code = main(
+        [
+            "run",
+            str(_write_jobs(tmp_path / "jobs.jsonl", jobs)),
+            "--endpoint",
+            sim.url,
+            "--out",
+            str(out),
+            *FAST,
+        ]
+    )
     assert code == 0
     lines = [orjson.loads(x) for x in (out / "manifest.jsonl").read_bytes().splitlines()]
     assert len(lines) == 4 and {r["status"] for r in lines} == {"SUCCEED"}
@@ -106,7 +127,10 @@ def test_any_failed_job_makes_exit_1(
 
 
 def test_stdin_and_manifest_to_stdout(
-    env: pytest.MonkeyPatch, sim_factory: Any, tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+    env: pytest.MonkeyPatch,
+    sim_factory: Any,
+    tmp_path: Path,
+    capfdbinary: pytest.CaptureFixture[bytes],
 ) -> None:
     """Job ids piped on stdin, `--manifest -`: the manifest lines come out on stdout."""
     jobs = [Job("pipe-a"), Job("pipe-b")]

@@ -19,9 +19,12 @@ def _ini(home: Path, text: str) -> None:
 def test_sdk_names_win_over_doc_names(tmp_path: Path) -> None:
     """HUAWEICLOUD_SDK_* is used before CLOUD_SDK_*, with the project id and security token."""
     env = {
-        "HUAWEICLOUD_SDK_AK": "a1", "HUAWEICLOUD_SDK_SK": "s1",
-        "CLOUD_SDK_AK": "a2", "CLOUD_SDK_SK": "s2",
-        "HUAWEICLOUD_SDK_PROJECT_ID": "p", "HUAWEICLOUD_SDK_SECURITY_TOKEN": "t",
+        "HUAWEICLOUD_SDK_AK": "a1",
+        "HUAWEICLOUD_SDK_SK": "s1",
+        "CLOUD_SDK_AK": "a2",
+        "CLOUD_SDK_SK": "s2",
+        "HUAWEICLOUD_SDK_PROJECT_ID": "p",
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN": "t",
     }
     found = discover(env, tmp_path)
     assert found is not None

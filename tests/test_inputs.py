@@ -53,10 +53,14 @@ def test_bad_lines_name_source_line_and_reason(line: str, reason: str) -> None:
 @pytest.mark.anyio
 async def test_stream_numbers_lines_and_goes_on_after_bad_ones() -> None:
     """Bad lines (JSON, UTF-8) are reported with their number and the good ones still come."""
-    data = b"a1\n\n{bad\n\xff\xfe\n# c\n{\"job_id\": \"a2\", \"k\": 1}\na3"
+    data = b'a1\n\n{bad\n\xff\xfe\n# c\n{"job_id": "a2", "k": 1}\na3'
     items = await _collect(data)
     assert [(type(i).__name__, i.line) for i in items] == [
-        ("Job", 1), ("InputError", 3), ("InputError", 4), ("Job", 6), ("Job", 7),
+        ("Job", 1),
+        ("InputError", 3),
+        ("InputError", 4),
+        ("Job", 6),
+        ("Job", 7),
     ]
     assert "not UTF-8" in str(items[2])
 

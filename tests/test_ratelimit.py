@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from watcher.ratelimit import RateLimiter
@@ -31,7 +33,7 @@ async def test_requests_are_spaced_evenly() -> None:
     for _ in range(10):
         async with limiter:
             times.append(clock.now)
-    gaps = [round(b - a, 9) for a, b in zip(times, times[1:], strict=False)]
+    gaps = [round(b - a, 9) for a, b in pairwise(times)]
     assert times[0] == 1000.0
     assert gaps == [0.2] * 9
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from watcher.inputs import Job
 from watcher.schedule import Schedule, Watched, error_backoff, next_poll
 
@@ -40,12 +42,12 @@ def test_no_job_starves_under_a_short_budget() -> None:
         schedule.push(w, 0.0)
     polled: dict[str, list[int]] = {w.job_id: [] for w in jobs}
     for tick in range(500):
-        w = schedule.pop_due(float(tick))
-        assert w is not None
-        polled[w.job_id].append(tick)
-        schedule.push(w, next_poll(float(tick), cadence=3.0))
+        due = schedule.pop_due(float(tick))
+        assert due is not None
+        polled[due.job_id].append(tick)
+        schedule.push(due, next_poll(float(tick), cadence=3.0))
     assert all(len(ticks) == 10 for ticks in polled.values())
-    assert all(b - a == 50 for ticks in polled.values() for a, b in zip(ticks, ticks[1:], strict=False))
+    assert all(b - a == 50 for ticks in polled.values() for a, b in pairwise(ticks))
 
 
 def test_deadline_brings_a_poll_forward() -> None:

@@ -49,8 +49,11 @@ def sim_factory() -> Iterator[Any]:
 def _config(url: str, out: Path, poll: PollPolicy = FAST, **api: Any) -> RunConfig:
     api_config = ApiConfig(url, PROJECT, AkSk(AK, SK), request_timeout=5)
     return RunConfig(
-        api=replace(api_config, **api), out_dir=out, manifest=out / "manifest.jsonl",
-        poll=poll, download=DownloadPolicy(workers=4),
+        api=replace(api_config, **api),
+        out_dir=out,
+        manifest=out / "manifest.jsonl",
+        poll=poll,
+        download=DownloadPolicy(workers=4),
     )
 
 
@@ -72,7 +75,9 @@ async def _run(config: RunConfig, *items: Job | InputError) -> Summary:
 
 
 @pytest.mark.anyio
-async def test_every_job_succeeds_with_its_files_saved_and_verified(sim_factory: Any, tmp_path: Path) -> None:
+async def test_every_job_succeeds_with_its_files_saved_and_verified(
+    sim_factory: Any, tmp_path: Path
+) -> None:
     """Twelve jobs: twelve SUCCEED lines, files on disk matching their sha256, no .part left."""
     jobs = _jobs(12)
     sim = sim_factory(jobs)
@@ -109,7 +114,9 @@ async def test_failed_and_unknown_jobs_get_their_codes(sim_factory: Any, tmp_pat
 
 
 @pytest.mark.anyio
-async def test_duplicates_watched_once_and_bad_lines_recorded(sim_factory: Any, tmp_path: Path) -> None:
+async def test_duplicates_watched_once_and_bad_lines_recorded(
+    sim_factory: Any, tmp_path: Path
+) -> None:
     """A repeated id yields one line; a bad input line yields an INVALID line naming it."""
     jobs = _jobs(2)
     sim = sim_factory(jobs)
@@ -123,7 +130,9 @@ async def test_duplicates_watched_once_and_bad_lines_recorded(sim_factory: Any, 
 
 
 @pytest.mark.anyio
-async def test_bad_signature_stops_the_run_and_writes_nothing(sim_factory: Any, tmp_path: Path) -> None:
+async def test_bad_signature_stops_the_run_and_writes_nothing(
+    sim_factory: Any, tmp_path: Path
+) -> None:
     """A refused signature raises AuthError at once; no job is written as failed; SK not in it."""
     jobs = _jobs(5)
     sim = sim_factory(jobs)

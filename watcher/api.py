@@ -67,14 +67,17 @@ def parse_status(body: Mapping[str, Any], request_id: str | None) -> JobStatus:
         code = str(body.get("error_code") or "NO_STATE")
         message = str(body.get("error_msg") or "answer has no 'state'")
         raise ApiError(200, code, message, str(body.get("request_id") or request_id or "") or None)
-    links = {kind: url for kind, name in FILE_FIELDS.items() if isinstance(url := body.get(name), str) and url}
-    code = body.get("code")
-    message = body.get("message")
+    links = {
+        kind: url
+        for kind, name in FILE_FIELDS.items()
+        if isinstance(url := body.get(name), str) and url
+    }
+    job_code, job_message = body.get("code"), body.get("message")
     return JobStatus(
         state=state,
         links=links,
-        code=str(code) if code is not None else None,
-        message=str(message) if message else None,
+        code=None if job_code is None else str(job_code),
+        message=str(job_message) if job_message else None,
         request_id=request_id,
     )
 
@@ -126,7 +129,9 @@ class MetaStudioClient:
         self._timeout = aiohttp.ClientTimeout(total=config.request_timeout)
         self.requests = 0
 
-    def _headers(self, method: str, path: str, query: list[tuple[str, str]], body: bytes) -> dict[str, str]:
+    def _headers(
+        self, method: str, path: str, query: list[tuple[str, str]], body: bytes
+    ) -> dict[str, str]:
         creds = self._config.credentials
         headers = {
             "Host": self._host,
@@ -152,7 +157,11 @@ class MetaStudioClient:
         self.requests += 1
         try:
             async with self._session.request(
-                method, url, headers=headers, data=body or None, timeout=self._timeout,
+                method,
+                url,
+                headers=headers,
+                data=body or None,
+                timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
                 payload = await response.read()
@@ -164,7 +173,9 @@ class MetaStudioClient:
         try:
             return orjson.loads(payload), request_id
         except orjson.JSONDecodeError as exc:
-            raise TransportError(f"{method} {path}: answer is not JSON ({len(payload)} bytes)") from exc
+            raise TransportError(
+                f"{method} {path}: answer is not JSON ({len(payload)} bytes)"
+            ) from exc
 
     async def show_job(self, job_id: str) -> JobStatus:
         """ShowAsyncTtsJob: the job's state and, once it succeeded, its file links."""
@@ -176,7 +187,7 @@ class MetaStudioClient:
         return parse_status(body, request_id)
 
     async def create_job(self, fields: Mapping[str, Any]) -> str:
-        """CreateAsyncTtsJob: the new job's id. `fields` is the request body (text, voice_asset_id...)."""
+        """CreateAsyncTtsJob: the new job's id; `fields` is the body (text, voice_asset_id...)."""
         body, _ = await self._call(
             "POST", f"/v1/{self._config.project_id}/ttsc/async-jobs", body=orjson.dumps(fields)
         )

@@ -1,9 +1,9 @@
 """`watcher run` and `watcher sim`: flags -> config -> run. The only place errors become exit codes.
 
-    0    every job SUCCEEDed and its files are saved
-    1    some job ended otherwise (FAILED, ERROR, TIMEOUT, INVALID)
-    2    usage, configuration or authentication error
-    130  interrupted
+0    every job SUCCEEDed and its files are saved
+1    some job ended otherwise (FAILED, ERROR, TIMEOUT, INVALID)
+2    usage, configuration or authentication error
+130  interrupted
 """
 
 from __future__ import annotations
@@ -53,18 +53,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="watch jobs until final, save their files, write a manifest")
     run.add_argument("inputs", nargs="*", metavar="INPUT", help="job id files; '-' or none: stdin")
-    run.add_argument("--out", type=Path, default=Path("tts-out"), help="folder for files (./tts-out)")
+    run.add_argument(
+        "--out", type=Path, default=Path("tts-out"), help="folder for files (./tts-out)"
+    )
     run.add_argument("--manifest", help="manifest path (OUT/manifest.jsonl); '-' for stdout")
     where = run.add_mutually_exclusive_group()
     where.add_argument("--endpoint", help="API base URL, e.g. http://127.0.0.1:8080")
     where.add_argument("--region", default="cn-north-4", help=f"one of {', '.join(REGIONS)}")
     run.add_argument("--project-id", help="else HUAWEICLOUD_SDK_PROJECT_ID or the credentials file")
     run.add_argument("--auth-token-file", type=Path, help="file holding an IAM token")
-    run.add_argument("--cadence", type=_positive(float), default=3.0, help="seconds between polls of a job (3)")
-    run.add_argument("--rate", type=_positive(float), default=10.0, help="API requests per second, shared (10)")
-    run.add_argument("--download-workers", type=_positive(int), default=8, help="jobs downloaded at once (8)")
+    run.add_argument(
+        "--cadence", type=_positive(float), default=3.0, help="seconds between polls of a job (3)"
+    )
+    run.add_argument(
+        "--rate", type=_positive(float), default=10.0, help="API requests per second, shared (10)"
+    )
+    run.add_argument(
+        "--download-workers", type=_positive(int), default=8, help="jobs downloaded at once (8)"
+    )
     run.add_argument("--job-timeout", type=_positive(float), help="seconds before a job is TIMEOUT")
-    run.add_argument("--request-timeout", type=_positive(float), default=30.0, help="per API request (30)")
+    run.add_argument(
+        "--request-timeout", type=_positive(float), default=30.0, help="per API request (30)"
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-format", default="auto", choices=["auto", "console", "json"])
 
@@ -83,7 +93,8 @@ def build_config(args: argparse.Namespace, env: dict[str, str], home: Path | Non
         endpoint = REGIONS[args.region]
     else:
         raise ConfigError(
-            f"--region {args.region!r} is unknown; use one of {', '.join(REGIONS)} or --endpoint URL"
+            f"--region {args.region!r} is unknown: use one of {', '.join(REGIONS)}, "
+            "or --endpoint URL"
         )
     found = discover(env, home, args.auth_token_file)
     if found is None:
@@ -110,11 +121,15 @@ def build_config(args: argparse.Namespace, env: dict[str, str], home: Path | Non
 
 
 def _summary_line(summary: Summary, seconds: float) -> str:
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.tally.statuses.items())) or "no jobs"
+    counts = (
+        ", ".join(f"{n} {status}" for status, n in sorted(summary.tally.statuses.items()))
+        or "no jobs"
+    )
     t = summary.tally
     return (
         f"watcher: {counts}; {t.files} files, {t.bytes / 1e6:.1f} MB saved; "
-        f"{summary.polls.requests} API requests ({summary.polls.throttled} throttled); {seconds:.1f} s"
+        f"{summary.polls.requests} API requests ({summary.polls.throttled} throttled); "
+        f"{seconds:.1f} s"
     )
 
 

@@ -1,4 +1,4 @@
-"""Settings as small frozen value objects, built once by the CLI (or a library caller) and passed down."""
+"""Settings as small frozen value objects, built once (by the CLI or a caller) and passed down."""
 
 from __future__ import annotations
 

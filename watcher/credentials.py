@@ -3,7 +3,8 @@
 1. An IAM token: `--auth-token-file`, else `METASTUDIO_AUTH_TOKEN`.
 2. AK/SK: `HUAWEICLOUD_SDK_AK`/`_SK` (the official SDK's names), else `CLOUD_SDK_AK`/`_SK` (the API
    docs' examples), with `HUAWEICLOUD_SDK_SECURITY_TOKEN` for temporary credentials.
-3. The `[basic]` section of `~/.huaweicloud/credentials` (`ak`, `sk`, `project_id`, `security_token`).
+3. The `[basic]` section of `~/.huaweicloud/credentials`: `ak`, `sk`, `project_id`,
+   `security_token`.
 
 The project id comes from the flag, else `HUAWEICLOUD_SDK_PROJECT_ID`, else that INI file.
 Both `watcher run` and `watcher sim` read credentials here, so one set of exports serves both.
@@ -47,7 +48,9 @@ def _ini(path: Path) -> tuple[AkSk | None, str | None]:
     try:
         parser.read(path, encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read as an INI file: {exc.__class__.__name__}") from exc
+        raise ConfigError(
+            f"{path}: cannot be read as an INI file: {exc.__class__.__name__}"
+        ) from exc
     if not parser.has_section("basic"):
         return None, None
     section = parser["basic"]

@@ -54,7 +54,11 @@ def file_name(job_id: str, kind: str, url: str) -> str:
 def _refusal(status: int, body: bytes) -> str:
     """A short reason from an object-storage error body (XML `<Code>`/`<Message>`), if any."""
     text = body[:2000].decode("utf-8", "replace")
-    found = [m.group(1) for tag in ("Code", "Message") if (m := re.search(f"<{tag}>([^<]*)</{tag}>", text))]
+    found = [
+        m.group(1)
+        for tag in ("Code", "Message")
+        if (m := re.search(f"<{tag}>([^<]*)</{tag}>", text))
+    ]
     return f"HTTP {status}" + (f" {': '.join(found)}" if found else "")
 
 
@@ -83,13 +87,13 @@ async def fetch_file(
                     size += len(chunk)
                     await out.write(chunk)
         if expected is not None and size != expected:
-            raise DownloadError(
-                f"{target.name}: got {size} of {expected} bytes", transient=True
-            )
+            raise DownloadError(f"{target.name}: got {size} of {expected} bytes", transient=True)
         await anyio.Path(part).replace(target)
     except (aiohttp.ClientError, TimeoutError) as exc:
         await _discard(part)
-        raise DownloadError(f"{target.name}: {exc.__class__.__name__}: {exc}", transient=True) from exc
+        raise DownloadError(
+            f"{target.name}: {exc.__class__.__name__}: {exc}", transient=True
+        ) from exc
     except OSError as exc:
         await _discard(part)
         raise DownloadError(f"{target.name}: cannot write: {exc.strerror or exc}") from exc
@@ -133,13 +137,18 @@ async def download_worker(
                 files = await save_job(session, links, w.job_id, out_dir, policy)
             except DownloadError as exc:
                 error = ErrorInfo("DOWNLOAD_FAILED", str(exc), request_id)
-                await results.send(w.result("ERROR", now=done.finished, now_at=done.finished_at, error=error))
+                await results.send(
+                    w.result("ERROR", now=done.finished, now_at=done.finished_at, error=error)
+                )
                 continue
+            missing = None
             if "audio" not in files:
-                error = ErrorInfo("NO_AUDIO", "the job succeeded but gave no audio link", request_id)
-                status = "ERROR"
-            else:
-                error, status = None, "SUCCEED"
+                missing = ErrorInfo(
+                    "NO_AUDIO", "the job succeeded without an audio link", request_id
+                )
+            status = "SUCCEED" if missing is None else "ERROR"
             await results.send(
-                w.result(status, now=done.finished, now_at=done.finished_at, files=files, error=error)
+                w.result(
+                    status, now=done.finished, now_at=done.finished_at, files=files, error=missing
+                )
             )

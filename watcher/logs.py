@@ -39,7 +39,9 @@ class Redact:
             return self._clean(f"{value.__class__.__name__}: {value}")
         return value
 
-    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    def __call__(
+        self, logger: Any, name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         if self._secrets:
             for key, value in event.items():
                 event[key] = self._clean(value)
@@ -69,7 +71,9 @@ def configure(
         factory = structlog.PrintLoggerFactory(sys.stderr)
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         logger_factory=factory,
         # Not cached: a process may configure twice (tests, library use) and each run has its
         # own secrets to redact; the lookup costs little at a few events per job.

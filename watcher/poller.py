@@ -93,7 +93,9 @@ class Poller:
         async for item in inputs:
             if isinstance(item, InputError):
                 self.stats.invalid += 1
-                log.warning("bad input line", source=item.source, line=item.line, reason=item.reason)
+                log.warning(
+                    "bad input line", source=item.source, line=item.line, reason=item.reason
+                )
                 await self._results.send(
                     JobResult(
                         job_id=None,
@@ -106,12 +108,19 @@ class Poller:
                 continue
             if item.job_id in self._seen:
                 self.stats.duplicates += 1
-                log.info("duplicate job id skipped", job_id=item.job_id, source=item.source, line=item.line)
+                log.info(
+                    "duplicate job id skipped",
+                    job_id=item.job_id,
+                    source=item.source,
+                    line=item.line,
+                )
                 continue
             self._seen.add(item.job_id)
             now = self._clock()
             timeout = self._policy.job_timeout
-            watched = Watched(item, admitted=now, deadline=None if timeout is None else now + timeout)
+            watched = Watched(
+                item, admitted=now, deadline=None if timeout is None else now + timeout
+            )
             self._schedule.push(watched, now)
             self._unfinished += 1
             self.stats.admitted += 1
@@ -130,9 +139,15 @@ class Poller:
                     await self._wake.wait()
                 continue
             if watched.deadline is not None and now >= watched.deadline:
-                await self._conclude(watched, "TIMEOUT", ErrorInfo(
-                    "TIMEOUT", f"not final after {self._policy.job_timeout:g} s (last state {watched.state})"
-                ))
+                await self._conclude(
+                    watched,
+                    "TIMEOUT",
+                    ErrorInfo(
+                        "TIMEOUT",
+                        f"not final after {self._policy.job_timeout:g} s; "
+                        f"last state {watched.state}",
+                    ),
+                )
                 continue
             await self._in_flight.acquire()
             await self._limiter.acquire()
@@ -185,7 +200,9 @@ class Poller:
             self._reschedule(w, next_poll(sent, self._policy.cadence))
             return
         if status.failed:
-            error = ErrorInfo(status.code or "FAILED", status.message or "the job failed", status.request_id)
+            error = ErrorInfo(
+                status.code or "FAILED", status.message or "the job failed", status.request_id
+            )
             await self._conclude(w, "FAILED", error)
         elif status.state == "SUCCEED":
             self._unfinished -= 1
@@ -193,7 +210,9 @@ class Poller:
             log.info("job succeeded", job_id=w.job_id, polls=w.polls)
             await self._downloads.send(Finished(w, status, self._clock(), self._wall_clock()))
         else:
-            error = ErrorInfo("UNKNOWN_STATE", f"the API reported state {status.state!r}", status.request_id)
+            error = ErrorInfo(
+                "UNKNOWN_STATE", f"the API reported state {status.state!r}", status.request_id
+            )
             await self._conclude(w, "ERROR", error)
 
     def _reschedule(self, w: Watched, due: float) -> None:
@@ -205,4 +224,6 @@ class Poller:
         self._unfinished -= 1
         self._notify()
         log.info("job final", job_id=w.job_id, status=status, code=error.code, polls=w.polls)
-        await self._results.send(w.result(status, now=self._clock(), now_at=self._wall_clock(), error=error))
+        await self._results.send(
+            w.result(status, now=self._clock(), now_at=self._wall_clock(), error=error)
+        )

@@ -95,4 +95,4 @@ def next_poll(sent_at: float, cadence: float) -> float:
 def error_backoff(errors: int, base: float, cadence: float) -> float:
     """Delay after the `errors`-th consecutive transient error: doubling from `base`, capped at
     eight cadences, and never shorter than the cadence."""
-    return max(cadence, min(base * 2 ** (errors - 1), 8 * cadence))
+    return max(cadence, min(base * 2.0 ** (errors - 1), 8 * cadence))

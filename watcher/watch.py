@@ -1,6 +1,6 @@
 """One run, wired end to end: inputs -> poller -> download pool -> manifest.
 
-    read_inputs ──Job──▶ Poller ──Finished──▶ download_worker × N ──┐
+    read_inputs ──Job──▶ Poller ──Finished──▶ download_worker x N ──┐
                           │                                         ├──JobResult──▶ write_all
                           └──────── FAILED / ERROR / TIMEOUT ───────┘
 
