@@ -9,11 +9,13 @@ from typing import Any
 
 import orjson
 import pytest
+from conftest import TEST_AK as AK
+from conftest import TEST_PROJECT_ID as PROJECT
+from conftest import TEST_SK as SK
 
 from watcher.cli import main
 from watcher.inputs import Job
 
-AK, SK, PROJECT = "TESTAK0000000000WTCH", "test-sk-for-watch-tests-000000000000000", "proj0123"
 FAST = ["--cadence", "0.02", "--rate", "2000"]
 
 

@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from conftest import TEST_AK as AK
+from conftest import TEST_PROJECT_ID as PROJECT
+from conftest import TEST_SK as SK
 
 from watcher.auth import AkSk, Token
 from watcher.config import ApiConfig, DownloadPolicy, PollPolicy, RunConfig
 from watcher.errors import AuthError, InputError
 from watcher.inputs import Job
-from watcher.sim import SimConfig, SimThread
 from watcher.watch import Summary, watch
 
-AK, SK, PROJECT = "TESTAK0000000000WTCH", "test-sk-for-watch-tests-000000000000000", "proj0123"
 FAST = PollPolicy(cadence=0.02, rate=2000, error_backoff=0.01)
-
-
-@pytest.fixture
-def sim_factory() -> Iterator[Any]:
-    """Start simulators with chosen settings; all are stopped at the end of the test."""
-    started: list[SimThread] = []
-
-    def start(preload: Iterable[Job] = (), **overrides: Any) -> SimThread:
-        settings: dict[str, Any] = {
-            "project_id": PROJECT,
-            "credentials": AkSk(AK, SK),
-            "time_scale": 0.002,
-            "slots": 8,
-            "fail_percent": 0,
-        }
-        settings.update(overrides)
-        thread = SimThread(SimConfig(**settings), preload=list(preload))
-        thread.__enter__()
-        started.append(thread)
-        return thread
-
-    yield start
-    for thread in started:
-        thread.__exit__(None, None, None)
 
 
 def _config(url: str, out: Path, poll: PollPolicy = FAST, **api: Any) -> RunConfig:

@@ -1,0 +1,191 @@
+"""`watcher sim`: run the simulator until SIGINT or SIGTERM.
+
+The first line on stdout is the base URL (flushed at once), so a script can start it on port 0 and
+read where it listens; everything else goes to stderr. Credentials are found as `watcher run`
+finds them (`watcher.credentials.discover`), so one set of exports serves both; flags override.
+With none found, the demo credentials are accepted and printed as `export` lines to paste. Secrets
+that came from the environment, a file or a flag are never printed.
+
+Exit status: 0 after a signal; 2 for unusable flags, credentials or preload file; 1 if the port
+cannot be bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+import anyio
+
+from watcher.auth import AkSk, Token
+from watcher.credentials import discover
+from watcher.errors import ConfigError, InputError
+from watcher.inputs import Job, parse_line
+from watcher.sim.config import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, SimConfig
+from watcher.sim.server import serve
+
+PROG = "watcher sim"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the simulator's flags to `parser`."""
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    add("--port", type=int, default=0, help="port to listen on (default 0: any free port)")
+    add("--seed", type=int, default=0, help="seed for created job ids (default 0)")
+    add(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply every simulated duration (0.01 = 100x faster; default 1)",
+    )
+    add("--slots", type=int, default=4, help="jobs synthesised at once (default 4)")
+    add(
+        "--url-ttl",
+        type=float,
+        default=3600.0,
+        help="seconds a result link stays valid, real time (default 3600)",
+    )
+    add("--fail-percent", type=int, default=10, help="share of job ids that fail (default 10)")
+    add(
+        "--rate-limit",
+        type=float,
+        default=None,
+        help="requests per second per API before 429 APIGW.0308 (default: unlimited)",
+    )
+    add("--preload", metavar="FILE", help="job ids to know from the start (watcher input format)")
+    add("--ak", help="accept this access key (with --sk) instead of the environment's")
+    add("--sk", help="the secret key for --ak")
+    add("--project-id", help="accept this project id")
+    add("--token", help="accept this IAM token (X-Auth-Token) instead of AK/SK")
+
+
+def resolve_credentials(
+    args: argparse.Namespace, env: dict[str, str], home: Path | None
+) -> tuple[AkSk | Token, str, list[str]]:
+    """The credentials and project id to accept, and the lines to tell the user on stderr.
+
+    Raises ConfigError for half-set flags or environment.
+    """
+    credentials: AkSk | Token | None = None
+    project_id: str | None = args.project_id
+    source = ""
+    if args.token:
+        credentials, source = Token(args.token), "--token"
+    elif args.ak or args.sk:
+        if not (args.ak and args.sk):
+            raise ConfigError("--ak and --sk go together: give both or neither")
+        credentials, source = AkSk(args.ak, args.sk), "--ak/--sk"
+    elif (found := discover(env, home)) is not None:
+        credentials, source = found.credentials, found.source
+        project_id = project_id or found.project_id
+    if credentials is None:
+        project_id = project_id or DEMO_PROJECT_ID
+        return (
+            AkSk(DEMO_AK, DEMO_SK),
+            project_id,
+            [
+                f"{PROG}: no credentials found; accepting the demo ones. Paste this to use them:",
+                f"export HUAWEICLOUD_SDK_AK={DEMO_AK} HUAWEICLOUD_SDK_SK={DEMO_SK}"
+                f" HUAWEICLOUD_SDK_PROJECT_ID={project_id}",
+            ],
+        )
+    notes = []
+    if project_id is None:
+        project_id = DEMO_PROJECT_ID
+        notes.append(
+            f"{PROG}: no project id found (HUAWEICLOUD_SDK_PROJECT_ID or --project-id);"
+            f" accepting {project_id}"
+        )
+    what = "an IAM token" if isinstance(credentials, Token) else f"AK {credentials.ak}"
+    notes.insert(0, f"{PROG}: accepting {what} from {source}, project {project_id}")
+    return credentials, project_id, notes
+
+
+def read_preload(path: str, err: IO[str]) -> list[Job]:
+    """The jobs in `path` (`-` is stdin); each bad line is reported on `err` and skipped.
+
+    Raises ConfigError when the file cannot be read.
+    """
+    jobs: list[Job] = []
+    try:
+        stream = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise ConfigError(f"--preload {path}: {exc.strerror}") from exc
+    try:
+        for number, line in enumerate(stream, 1):
+            try:
+                job = parse_line(line, path, number)
+            except InputError as exc:
+                print(f"{PROG}: skipped {exc}", file=err)
+                continue
+            if job is not None:
+                jobs.append(job)
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    return jobs
+
+
+async def _serve_until_signal(
+    config: SimConfig, jobs: list[Job], host: str, port: int, out: IO[str], err: IO[str]
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with serve(config, preload=jobs, host=host, port=port) as running:
+            print(running.url, file=out, flush=True)
+            print(
+                f"{PROG}: listening at {running.url} with {len(running.sim.jobs)} preloaded"
+                " jobs; stop with Ctrl-C",
+                file=err,
+                flush=True,
+            )
+            async for signum in signals:
+                print(f"{PROG}: {signal.Signals(signum).name}, stopping", file=err, flush=True)
+                break
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the simulator described by `args` (from `add_arguments`) until SIGINT or SIGTERM."""
+    out, err = sys.stdout, sys.stderr
+    try:
+        credentials, project_id, notes = resolve_credentials(args, dict(os.environ), Path.home())
+        config = SimConfig(
+            project_id=project_id,
+            credentials=credentials,
+            seed=args.seed,
+            time_scale=args.time_scale,
+            slots=args.slots,
+            url_ttl=args.url_ttl,
+            fail_percent=args.fail_percent,
+            rate_limit=args.rate_limit,
+        )
+        jobs = read_preload(args.preload, err) if args.preload else []
+    except (ConfigError, ValueError) as exc:
+        print(f"{PROG}: {exc}", file=err)
+        return 2
+    for note in notes:
+        print(note, file=err)
+    try:
+        anyio.run(_serve_until_signal, config, jobs, args.host, args.port, out, err)
+    except OSError as exc:
+        print(f"{PROG}: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=err)
+        return 1
+    except KeyboardInterrupt:  # a signal before the handlers were in place
+        return 130
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m watcher.sim [flags]`: the same as `watcher sim`."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Run the MetaStudio simulator.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

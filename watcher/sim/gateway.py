@@ -1,0 +1,214 @@
+"""The API gateway in front of the simulated API: authentication, throttling, error bodies.
+
+For every route except object storage (`/obs/...`), in this order:
+
+1. A path that is no API (nor storage) -> 404 `APIGW.0101`.
+2. Authentication -> 401 `APIGW.0301`. Token mode: `X-Auth-Token` must equal the configured token.
+   AK/SK mode: the `Authorization: SDK-HMAC-SHA256 ...` header must name the configured AK, sign
+   at least `host` and `x-sdk-date`, and carry the signature of the canonical request rebuilt
+   from the request as received (with `watcher.auth`, the same code the client signs with);
+   `X-Sdk-Date` must be within `max_skew` of the wall clock; temporary credentials need the
+   matching `X-Security-Token`.
+3. Project -> 403 `MSS.000000004`: `X-Project-Id` (required with AK/SK) and the path's project id
+   must equal the configured project id.
+4. Throttling, when a rate limit is set -> 429 `APIGW.0308`: a sliding window per API name.
+
+Handlers report errors by raising `ApiFault`. Every answer carries `X-Request-Id` (uuid4 hex),
+equal to the body's `request_id` on errors.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from watcher.auth import (
+    AkSk,
+    Token,
+    canonical_request,
+    parse_authorization,
+    parse_sdk_date,
+    signature,
+)
+from watcher.sim.config import SimConfig
+from watcher.sim.jobs import Clock
+from watcher.sim.stats import SimStats
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+IAM_FAILED = "Incorrect IAM authentication information: "
+BAD_SIGNATURE = IAM_FAILED + "verify aksk signature fail"
+NO_TOKEN = IAM_FAILED + "x-auth-token not found"
+BAD_TOKEN = IAM_FAILED + "decrypt token fail"
+PROJECT_MISMATCH = "Illegal access: the project id does not match the credentials"
+STORAGE_ROUTE = "Storage"  # the one route the gateway does not guard
+NO_SUCH_API = "The API does not exist or has not been published in the environment"
+
+
+class ApiFault(Exception):
+    """An error answer: HTTP `status` with body `{"error_code", "error_msg", "request_id"}`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def same(a: str, b: str) -> bool:
+    """Constant-time equality of two secrets, for any characters a client may send."""
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )
+
+
+def json_response(doc: object, status: int = 200) -> web.Response:
+    """A JSON answer."""
+    return web.Response(status=status, body=orjson.dumps(doc), content_type="application/json")
+
+
+class Throttle:
+    """A sliding-window limit per API name: at most `capacity` requests in any `window` seconds.
+
+    For a whole-number `rate` that is `rate` requests per one second; a fractional rate keeps the
+    same average with `capacity = ceil(rate)` over `capacity / rate` seconds.
+    """
+
+    __slots__ = ("_clock", "_hits", "capacity", "window")
+
+    def __init__(self, rate: float, clock: Clock) -> None:
+        self.capacity = math.ceil(rate)
+        self.window = self.capacity / rate
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
+
+    def __repr__(self) -> str:
+        live = {api: len(hits) for api, hits in self._hits.items()}
+        return f"Throttle(capacity={self.capacity}, window={self.window:g}, live={live})"
+
+    def admit(self, api: str) -> bool:
+        """Whether one more request to `api` is within the limit now (and if so, count it)."""
+        now = self._clock()
+        hits = self._hits.setdefault(api, deque())
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        if len(hits) >= self.capacity:
+            return False
+        hits.append(now)
+        return True
+
+    def message(self) -> str:
+        """The APIGW.0308 error message, as the real gateway words it."""
+        return (
+            "The throttling threshold has been reached: policy user over ratelimit,"
+            f"limit:{self.capacity},time:{self.window:g} second"
+        )
+
+
+class Gateway:
+    """Authenticates, throttles and counts API requests; `middleware` plugs it into aiohttp."""
+
+    __slots__ = ("_config", "_stats", "_throttle", "_wall")
+
+    def __init__(self, config: SimConfig, *, clock: Clock, wall: Clock, stats: SimStats) -> None:
+        self._config = config
+        self._wall = wall
+        self._stats = stats
+        self._throttle = None if config.rate_limit is None else Throttle(config.rate_limit, clock)
+
+    def __repr__(self) -> str:
+        mode = "token" if isinstance(self._config.credentials, Token) else "aksk"
+        return f"Gateway(mode={mode}, throttle={self._throttle!r})"
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Storage requests pass through; API requests are checked, answered and counted."""
+        match = request.match_info
+        if match.http_exception is None and match.route.name == STORAGE_ROUTE:
+            return await handler(request)
+        request_id = uuid.uuid4().hex
+        api = match.route.name if match.http_exception is None else None
+        try:
+            if api is None:
+                raise ApiFault(404, "APIGW.0101", NO_SUCH_API)
+            await self._authenticate(request)
+            self._check_project(request)
+            if self._throttle is not None and not self._throttle.admit(api):
+                raise ApiFault(429, "APIGW.0308", self._throttle.message())
+            response = await handler(request)
+        except ApiFault as fault:
+            body = {"error_code": fault.code, "error_msg": fault.message, "request_id": request_id}
+            response = json_response(body, fault.status)
+        response.headers["X-Request-Id"] = request_id
+        self._stats.record(api or "Unknown", response.status)
+        return response
+
+    async def _authenticate(self, request: web.Request) -> None:
+        credentials = self._config.credentials
+        headers = request.headers
+        if isinstance(credentials, Token):
+            token = headers.get("X-Auth-Token")
+            if token is None:
+                raise ApiFault(401, "APIGW.0301", NO_TOKEN)
+            if not same(token, credentials.token):
+                raise ApiFault(401, "APIGW.0301", BAD_TOKEN)
+            return
+        header = headers.get("Authorization")
+        if header is None:
+            message = BAD_TOKEN if "X-Auth-Token" in headers else NO_TOKEN
+            raise ApiFault(401, "APIGW.0301", message)
+        if not await self._signature_ok(request, header, credentials):
+            raise ApiFault(401, "APIGW.0301", BAD_SIGNATURE)
+
+    async def _signature_ok(self, request: web.Request, header: str, credentials: AkSk) -> bool:
+        try:
+            parsed = parse_authorization(header)
+        except ValueError:
+            return False
+        signed = parsed.signed_headers
+        if parsed.access != credentials.ak or "host" not in signed or "x-sdk-date" not in signed:
+            return False
+        values: dict[str, str] = {}
+        for name in signed:
+            value = request.headers.get(name)
+            if value is None:
+                return False
+            values[name] = value
+        sdk_date = values["x-sdk-date"]
+        try:
+            sent_at = parse_sdk_date(sdk_date).timestamp()
+        except ValueError:
+            return False
+        if abs(self._wall() - sent_at) > self._config.max_skew:
+            return False
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise ApiFault(413, "APIGW.0201", "Request entity too large") from exc
+        path = request.raw_path.partition("?")[0]
+        canonical = canonical_request(
+            request.method, path, request.query.items(), values, signed, body
+        )
+        expected = signature(credentials.sk, sdk_date, canonical)
+        if not same(expected, parsed.signature):
+            return False
+        if credentials.security_token is not None:
+            sent = request.headers.get("X-Security-Token", "")
+            return same(sent, credentials.security_token)
+        return True
+
+    def _check_project(self, request: web.Request) -> None:
+        path_project = request.match_info.get("project_id")
+        header_project = request.headers.get("X-Project-Id")
+        if header_project is None and isinstance(self._config.credentials, AkSk):
+            raise ApiFault(403, "MSS.000000004", PROJECT_MISMATCH + " (X-Project-Id is missing)")
+        if header_project is not None and header_project != path_project:
+            raise ApiFault(403, "MSS.000000004", PROJECT_MISMATCH)
+        if path_project != self._config.project_id:
+            raise ApiFault(403, "MSS.000000004", PROJECT_MISMATCH)
