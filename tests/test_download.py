@@ -1,0 +1,101 @@
+"""Saving result files: verified, renamed into place, never left partial."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from watcher.config import DownloadPolicy
+from watcher.download import fetch_file, file_name
+from watcher.errors import DownloadError
+
+BODY = bytes(range(256)) * 1000
+POLICY = DownloadPolicy(workers=1, timeout=5, chunk_bytes=4096)
+
+
+async def _full(request: web.Request) -> web.Response:
+    return web.Response(body=BODY, content_type="audio/wav")
+
+
+async def _short(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Length": str(len(BODY))})
+    await response.prepare(request)
+    await response.write(BODY[:1000])  # then the connection closes early
+    request.transport.close()  # type: ignore[union-attr]
+    return response
+
+
+async def _expired(request: web.Request) -> web.Response:
+    xml = (
+        "<?xml version='1.0'?><Error><Code>AccessDenied</Code>"
+        "<Message>Request has expired</Message></Error>"
+    )
+    return web.Response(status=403, text=xml, content_type="application/xml")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    """A tiny storage stand-in on 127.0.0.1:0 with a good, a short and an expired file."""
+    app = web.Application()
+    app.router.add_get("/full.wav", _full)
+    app.router.add_get("/short.wav", _short)
+    app.router.add_get("/expired.wav", _expired)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest.mark.anyio
+async def test_complete_file_is_saved_with_its_digest(server: str, tmp_path: Path) -> None:
+    """A full body lands under its final name with the right size and sha256."""
+    async with aiohttp.ClientSession() as session:
+        saved = await fetch_file(session, f"{server}/full.wav", tmp_path / "a.wav", POLICY)
+    assert (tmp_path / "a.wav").read_bytes() == BODY
+    assert (saved.bytes, saved.sha256) == (len(BODY), hashlib.sha256(BODY).hexdigest())
+    assert [p.name for p in tmp_path.iterdir()] == ["a.wav"]
+
+
+@pytest.mark.anyio
+async def test_short_body_leaves_nothing_behind(server: str, tmp_path: Path) -> None:
+    """A body shorter than its Content-Length is a transient error; no file, no .part remains."""
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        with pytest.raises(DownloadError) as caught:
+            await fetch_file(session, f"{server}/short.wav", tmp_path / "b.wav", POLICY)
+    assert caught.value.transient
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_expired_link_says_so(server: str, tmp_path: Path) -> None:
+    """A 403 from storage is an `expired` error quoting the storage's code and message."""
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(DownloadError) as caught:
+            await fetch_file(session, f"{server}/expired.wav", tmp_path / "c.wav", POLICY)
+    assert caught.value.expired and not caught.value.transient
+    assert "AccessDenied: Request has expired" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_only_http_links_are_fetched(tmp_path: Path) -> None:
+    """A file:// link is refused before any I/O."""
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(DownloadError, match="not http"):
+            await fetch_file(session, "file:///etc/passwd", tmp_path / "d.wav", POLICY)
+
+
+def test_file_names_follow_the_kind_and_audio_extension() -> None:
+    """Audio keeps a .wav/.mp3 extension from its link; other kinds get fixed suffixes."""
+    assert file_name("j1", "audio", "https://obs/x/j1.MP3?sig=1") == "j1.mp3"
+    assert file_name("j1", "audio", "https://obs/x/j1.bin") == "j1.wav"
+    assert file_name("j1", "srt", "https://obs/x/whatever") == "j1.srt"
+    assert file_name("j1", "info", "https://obs/x/j1.timestamps.json") == "j1.info.json"
