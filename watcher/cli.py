@@ -1,4 +1,4 @@
-"""`watcher run` and `watcher sim`: flags -> config -> run. The only place errors become exit codes.
+"""The command line: flags -> config -> run. The only place errors become exit codes.
 
 0    every job SUCCEEDed and its files are saved
 1    some job ended otherwise (FAILED, ERROR, TIMEOUT, INVALID)
@@ -10,37 +10,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anyio
 
 from watcher import __version__, logs
-from watcher.config import REGIONS, ApiConfig, DownloadPolicy, PollPolicy, RunConfig
-from watcher.credentials import discover
+from watcher.config import DownloadPolicy, PollPolicy, RunConfig
 from watcher.errors import AuthError, ConfigError, WatcherError
 from watcher.inputs import read_inputs
+from watcher.options import add_api_arguments, api_config, positive
 from watcher.sim import cli as sim_cli
 from watcher.watch import Summary, watch
-
-PROJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,24 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("tts-out"), help="folder for files (./tts-out)"
     )
     run.add_argument("--manifest", help="manifest path (OUT/manifest.jsonl); '-' for stdout")
-    where = run.add_mutually_exclusive_group()
-    where.add_argument("--endpoint", help="API base URL, e.g. http://127.0.0.1:8080")
-    where.add_argument("--region", default="cn-north-4", help=f"one of {', '.join(REGIONS)}")
-    run.add_argument("--project-id", help="else HUAWEICLOUD_SDK_PROJECT_ID or the credentials file")
-    run.add_argument("--auth-token-file", type=Path, help="file holding an IAM token")
+    add_api_arguments(run)
     run.add_argument(
-        "--cadence", type=_positive(float), default=3.0, help="seconds between polls of a job (3)"
+        "--cadence", type=positive(float), default=3.0, help="seconds between polls of a job (3)"
     )
     run.add_argument(
-        "--rate", type=_positive(float), default=10.0, help="API requests per second, shared (10)"
+        "--rate", type=positive(float), default=10.0, help="API requests per second, shared (10)"
     )
     run.add_argument(
-        "--download-workers", type=_positive(int), default=8, help="jobs downloaded at once (8)"
+        "--download-workers", type=positive(int), default=8, help="jobs downloaded at once (8)"
     )
-    run.add_argument("--job-timeout", type=_positive(float), help="seconds before a job is TIMEOUT")
-    run.add_argument(
-        "--request-timeout", type=_positive(float), default=30.0, help="per API request (30)"
-    )
+    run.add_argument("--job-timeout", type=positive(float), help="seconds before a job is TIMEOUT")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-format", default="auto", choices=["auto", "console", "json"])
 
@@ -83,36 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_config(args: argparse.Namespace, env: dict[str, str], home: Path | None) -> RunConfig:
+def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | None) -> RunConfig:
     """The run's config from parsed flags and the environment; ConfigError names the culprit."""
-    if args.endpoint:
-        if not re.match(r"https?://[^/]+", args.endpoint):
-            raise ConfigError(f"--endpoint {args.endpoint!r} is not an http(s) URL")
-        endpoint = args.endpoint
-    elif args.region in REGIONS:
-        endpoint = REGIONS[args.region]
-    else:
-        raise ConfigError(
-            f"--region {args.region!r} is unknown: use one of {', '.join(REGIONS)}, "
-            "or --endpoint URL"
-        )
-    found = discover(env, home, args.auth_token_file)
-    if found is None:
-        raise ConfigError(
-            "no credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (or CLOUD_SDK_AK/_SK), "
-            "METASTUDIO_AUTH_TOKEN, --auth-token-file, or ~/.huaweicloud/credentials [basic]"
-        )
-    project_id = args.project_id or found.project_id
-    if not project_id:
-        raise ConfigError("no project id: give --project-id or set HUAWEICLOUD_SDK_PROJECT_ID")
-    if not PROJECT_ID.fullmatch(project_id):
-        raise ConfigError("--project-id must be letters, digits, '_' or '-' (at most 64)")
+    api = api_config(args, env, home)
     for path in args.inputs:
         if path != "-" and not Path(path).is_file():
             raise ConfigError(f"input {path!r}: no such file")
     manifest = None if args.manifest == "-" else Path(args.manifest or args.out / "manifest.jsonl")
     return RunConfig(
-        api=ApiConfig(endpoint, project_id, found.credentials, args.request_timeout),
+        api=api,
         out_dir=args.out,
         manifest=manifest,
         poll=PollPolicy(cadence=args.cadence, rate=args.rate, job_timeout=args.job_timeout),
