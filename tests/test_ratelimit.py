@@ -69,7 +69,27 @@ def test_pause_holds_everyone_then_resumes_pace() -> None:
     limiter.pause(2.0)
     assert limiter.reserve() == 2.0
     assert limiter.reserve() == 2.25
-    assert "rate=4/s" in repr(limiter)
+    assert "rate=4/4/s" in repr(limiter)
+
+
+def test_throttling_halves_the_pace_and_successes_restore_it_gradually() -> None:
+    """A 429 halves the rate (floored); 20 successes bring it back, never above the maximum."""
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    limiter.throttled(pause=3.0)
+    assert limiter.rate == 5.0
+    assert limiter.reserve() == 3.0
+    assert limiter.reserve() == pytest.approx(3.2)  # the halved pace: 0.2 s apart
+    for _ in range(50):
+        limiter.throttled(pause=0.0)
+    assert limiter.rate == 10 / 64
+    rates = []
+    for _ in range(25):
+        limiter.succeeded()
+        rates.append(limiter.rate)
+    assert rates == sorted(rates)
+    assert rates[-1] == 10.0
+    assert rates[0] < 1.0
 
 
 def test_rate_must_be_positive() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import pairwise
 
 from watcher.inputs import Job
-from watcher.schedule import Schedule, Watched, error_backoff, next_poll
+from watcher.schedule import Schedule, Watched, next_poll
 
 
 def _watched(job_id: str, admitted: float = 0.0, deadline: float | None = None) -> Watched:
@@ -55,9 +55,3 @@ def test_deadline_brings_a_poll_forward() -> None:
     schedule = Schedule()
     schedule.push(_watched("a", deadline=4.0), next_poll(3.0, cadence=3.0))
     assert schedule.next_due() == 4.0
-
-
-def test_error_backoff_doubles_within_bounds() -> None:
-    """Backoff never undercuts the cadence and stops growing at eight cadences."""
-    delays = [error_backoff(n, base=1.0, cadence=3.0) for n in range(1, 8)]
-    assert delays == [3.0, 3.0, 4.0, 8.0, 16.0, 24.0, 24.0]

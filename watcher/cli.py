@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
+import structlog
 
 from watcher import __version__, logs
 from watcher.config import DownloadPolicy, PollPolicy, RunConfig
-from watcher.errors import AuthError, ConfigError, WatcherError
+from watcher.errors import AuthError, ConfigError, WatcherError, first_watcher_error
 from watcher.inputs import read_inputs
 from watcher.options import add_api_arguments, api_config, positive
 from watcher.sim import cli as sim_cli
 from watcher.watch import Summary, watch
+
+log = structlog.get_logger("watcher.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--download-workers", type=positive(int), default=8, help="jobs downloaded at once (8)"
     )
     run.add_argument("--job-timeout", type=positive(float), help="seconds before a job is TIMEOUT")
+    run.add_argument(
+        "--max-retries",
+        type=positive(int),
+        default=5,
+        help="transient errors in a row a job or file may have before it is ERROR (5)",
+    )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="watch FAILED/ERROR/TIMEOUT jobs of the manifest again",
+    )
+    run.add_argument("--max-file-bytes", type=positive(int), help="refuse larger downloads")
+    run.add_argument(
+        "--insecure", action="store_true", help="do not verify TLS certificates (not advised)"
+    )
+    run.add_argument(
+        "--grace",
+        type=positive(float),
+        default=10.0,
+        help="after SIGINT/SIGTERM, seconds downloads under way may take to finish (10)",
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-format", default="auto", choices=["auto", "console", "json"])
 
@@ -66,12 +92,25 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | 
         if path != "-" and not Path(path).is_file():
             raise ConfigError(f"input {path!r}: no such file")
     manifest = None if args.manifest == "-" else Path(args.manifest or args.out / "manifest.jsonl")
+    attempts = int(args.max_retries) + 1
     return RunConfig(
         api=api,
         out_dir=args.out,
         manifest=manifest,
-        poll=PollPolicy(cadence=args.cadence, rate=args.rate, job_timeout=args.job_timeout),
-        download=DownloadPolicy(workers=int(args.download_workers)),
+        poll=PollPolicy(
+            cadence=args.cadence,
+            rate=args.rate,
+            job_timeout=args.job_timeout,
+            retry=replace(PollPolicy().retry, attempts=attempts),
+        ),
+        download=DownloadPolicy(
+            workers=int(args.download_workers),
+            retry=replace(DownloadPolicy().retry, attempts=attempts),
+            max_file_bytes=None if args.max_file_bytes is None else int(args.max_file_bytes),
+            verify_tls=not args.insecure,
+        ),
+        retry_failed=args.retry_failed,
+        grace=args.grace,
     )
 
 
@@ -83,9 +122,39 @@ def _summary_line(summary: Summary, seconds: float) -> str:
     t = summary.tally
     return (
         f"watcher: {counts}; {t.files} files, {t.bytes / 1e6:.1f} MB saved; "
-        f"{summary.polls.requests} API requests ({summary.polls.throttled} throttled); "
+        f"{summary.polls.requests} API requests ({summary.polls.throttled} throttled, "
+        f"{summary.polls.retries} retried); {summary.resume.skipped} already done; "
         f"{seconds:.1f} s"
     )
+
+
+async def _watch_until_signalled(config: RunConfig, inputs: list[str]) -> Summary | None:
+    """Run `watch`; the first SIGINT/SIGTERM stops it gently, within `config.grace` seconds, a
+    second one at once. None when a signal stopped it."""
+    stop = anyio.Event()
+    scope = anyio.CancelScope()
+
+    async def on_signals() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+            async for signum in received:
+                if stop.is_set():
+                    log.warning("second signal: stopping now", signal=signum.name)
+                    scope.cancel()
+                    return
+                log.warning("stopping: finishing downloads under way", grace_s=config.grace)
+                stop.set()
+                scope.deadline = anyio.current_time() + config.grace
+
+    summary = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(on_signals)
+            with scope:
+                summary = await watch(config, read_inputs(inputs), stop)
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise first_watcher_error(group) or group from None
+    return None if stop.is_set() else summary
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -94,7 +163,14 @@ def _run(args: argparse.Namespace) -> int:
         level=args.log_level, fmt=args.log_format, secrets=config.api.credentials.secrets()
     )
     started = time.monotonic()
-    summary = anyio.run(watch, config, read_inputs(args.inputs))
+    summary = anyio.run(_watch_until_signalled, config, args.inputs)
+    if summary is None:
+        print(
+            "watcher: interrupted; jobs not final were left out of the manifest, "
+            "so running the same command again picks them up",
+            file=sys.stderr,
+        )
+        return 130
     print(_summary_line(summary, time.monotonic() - started), file=sys.stderr)
     return 0 if summary.tally.all_succeeded else 1
 

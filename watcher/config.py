@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from watcher.auth import Credentials
+from watcher.retry import RetryPolicy
 
 REGIONS = {
     "cn-north-4": "https://metastudio.cn-north-4.myhuaweicloud.com",
@@ -30,34 +31,55 @@ class PollPolicy:
     `cadence`: no job is polled more often than this (seconds; the API documents 3).
     `rate`: API requests per second, shared by every job.
     `job_timeout`: a job not final this long after it was admitted gets a TIMEOUT line.
-    `max_errors`: consecutive transient errors on one job before it gets an ERROR line.
+    `retry`: transient errors in a row on one job before it gets an ERROR line, and the backoff
+    between them (never shorter than the cadence).
     `throttle_pause`: how long everyone waits after a 429 without a Retry-After header.
+    `auth_failures`: consecutive refused requests that stop the run (the gateway locks a key
+    after more than 5; one refusal among successes can be a hiccup, three in a row is not).
     """
 
     cadence: float = 3.0
     rate: float = 10.0
     job_timeout: float | None = None
-    max_errors: int = 5
-    error_backoff: float = 1.0
+    retry: RetryPolicy = RetryPolicy()
     throttle_pause: float = 2.0
+    auth_failures: int = 3
     max_in_flight: int = 64
 
 
 @dataclass(frozen=True, slots=True)
 class DownloadPolicy:
-    """How results are fetched: `workers` jobs at a time, each file streamed to disk."""
+    """How results are fetched: `workers` jobs at a time, each file streamed to disk.
+
+    `retry`: tries per file for transient failures (resets, short bodies, 5xx, timeouts).
+    `link_margin`: a link that expires within this many seconds is refreshed before use (links
+    last one hour; the expiry is read from the link's `Expires`, else assumed one hour).
+    `max_file_bytes`: a larger file is refused (None: no cap). `verify_tls`: off only with
+    `--insecure`.
+    """
 
     workers: int = 8
     timeout: float = 300.0
     chunk_bytes: int = 256 * 1024
+    retry: RetryPolicy = RetryPolicy(attempts=5, base=0.5, cap=30.0)
+    link_ttl: float = 3600.0
+    link_margin: float = 300.0
+    max_file_bytes: int | None = None
+    verify_tls: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class RunConfig:
-    """Everything one `watcher run` needs. `manifest` None writes the manifest to stdout."""
+    """Everything one `watcher run` needs. `manifest` None writes the manifest to stdout.
+
+    `retry_failed`: jobs an earlier run left FAILED / ERROR / TIMEOUT are watched again.
+    `grace`: after SIGINT/SIGTERM, how long downloads under way may take to finish.
+    """
 
     api: ApiConfig
     out_dir: Path
     manifest: Path | None
     poll: PollPolicy = PollPolicy()
     download: DownloadPolicy = DownloadPolicy()
+    retry_failed: bool = False
+    grace: float = 10.0

@@ -4,28 +4,38 @@ Workers read `Finished` jobs from one bounded stream (back-pressure on the polle
 `JobResult`s to the manifest. Each file is streamed to `<name>.part` in the target folder, its size
 checked against Content-Length, then renamed into place: a final name never holds a partial file.
 Downloads use their own session, which carries no API credentials; only http(s) links are fetched.
+
+Transient failures (resets, short bodies, 5xx, timeouts) are tried again with jittered backoff,
+up to `retry.attempts` per file. A refused link (403: expired or revoked) and a link within
+`link_margin` of its expiry are replaced by fresh ones from ShowAsyncTtsJob (`refresh`, which
+goes through the shared rate limit) before the next try.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 import aiohttp
 import anyio
+import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from yarl import URL
 
 from watcher.api import JobStatus
 from watcher.config import DownloadPolicy
-from watcher.errors import DownloadError
+from watcher.errors import ApiError, DownloadError, TransportError
 from watcher.manifest import ErrorInfo, JobResult, SavedFile
 from watcher.schedule import Watched
 
+log = structlog.get_logger("watcher.download")
+Refresh = Callable[[str], Awaitable[JobStatus]]
 PART_SUFFIX = ".part"
 SUFFIXES = {"audio": ".wav", "info": ".info.json", "srt": ".srt", "action": ".action.json"}
 AUDIO_SUFFIXES = frozenset({".wav", ".mp3"})
@@ -81,10 +91,15 @@ async def fetch_file(
                     expired=resp.status == 403,
                 )
             expected = resp.content_length
+            cap = policy.max_file_bytes
+            if cap is not None and expected is not None and expected > cap:
+                raise DownloadError(f"{target.name}: {expected} bytes is over --max-file-bytes")
             async with await anyio.open_file(part, "wb") as out:
                 async for chunk in resp.content.iter_chunked(policy.chunk_bytes):
                     digest.update(chunk)
                     size += len(chunk)
+                    if cap is not None and size > cap:
+                        raise DownloadError(f"{target.name}: over --max-file-bytes ({cap})")
                     await out.write(chunk)
         if expected is not None and size != expected:
             raise DownloadError(f"{target.name}: got {size} of {expected} bytes", transient=True)
@@ -108,38 +123,81 @@ async def _discard(part: Path) -> None:
         await anyio.Path(part).unlink(missing_ok=True)
 
 
-async def save_job(
-    session: aiohttp.ClientSession,
-    links: Mapping[str, str],
-    job_id: str,
-    out_dir: Path,
-    policy: DownloadPolicy,
-) -> dict[str, SavedFile]:
-    """Every linked file of one job, saved under `out_dir`."""
-    saved: dict[str, SavedFile] = {}
-    for kind, url in links.items():
-        saved[kind] = await fetch_file(session, url, out_dir / file_name(job_id, kind, url), policy)
-    return saved
+def link_expiry(url: str, obtained: float, ttl: float) -> float:
+    """When a link stops working (epoch seconds): its `Expires` parameter, else `obtained + ttl`."""
+    expires = URL(url).query.get("Expires", "")
+    return float(expires) if expires.isdigit() else obtained + ttl
+
+
+async def _fresh_links(refresh: Refresh, job_id: str) -> dict[str, str]:
+    try:
+        status = await refresh(job_id)
+    except (ApiError, TransportError) as exc:
+        raise DownloadError(f"fresh links: {exc}", transient=exc.transient) from exc
+    if status.state != "SUCCEED" or status.failed or not status.links:
+        raise DownloadError(f"fresh links: the job now reports state {status.state}")
+    return dict(status.links)
+
+
+@dataclass(slots=True)
+class JobDownload:
+    """Saving one job's files, with retries and fresh links as the module docstring says."""
+
+    session: aiohttp.ClientSession
+    refresh: Refresh
+    out_dir: Path
+    policy: DownloadPolicy
+    rng: random.Random
+    wall_clock: Callable[[], float] = time.time
+
+    async def save(
+        self, job_id: str, links: dict[str, str], obtained: float
+    ) -> dict[str, SavedFile]:
+        """Every linked file of the job, saved under `out_dir`; DownloadError names the file."""
+        saved: dict[str, SavedFile] = {}
+        for kind in list(links):
+            for attempt in range(1, self.policy.retry.attempts + 1):
+                expiry = link_expiry(links[kind], obtained, self.policy.link_ttl)
+                if expiry - self.wall_clock() < self.policy.link_margin:
+                    links, obtained = await _fresh_links(self.refresh, job_id), self.wall_clock()
+                if kind not in links:
+                    raise DownloadError(f"fresh links for {job_id} lack the {kind} file")
+                url = links[kind]
+                try:
+                    saved[kind] = await fetch_file(
+                        self.session, url, self.out_dir / file_name(job_id, kind, url), self.policy
+                    )
+                    break
+                except DownloadError as exc:
+                    if attempt == self.policy.retry.attempts or not (exc.transient or exc.expired):
+                        raise
+                    log.info("download failed, will retry", job_id=job_id, error=str(exc))
+                    if exc.expired:
+                        links, obtained = (
+                            await _fresh_links(self.refresh, job_id),
+                            self.wall_clock(),
+                        )
+                    else:
+                        await anyio.sleep(self.policy.retry.delay(attempt, self.rng))
+        return saved
 
 
 async def download_worker(
-    session: aiohttp.ClientSession,
+    download: JobDownload,
     jobs: MemoryObjectReceiveStream[Finished],
     results: MemoryObjectSendStream[JobResult],
-    out_dir: Path,
-    policy: DownloadPolicy,
 ) -> None:
     """Save jobs until the stream closes; send one SUCCEED or ERROR result per job."""
     async with jobs, results:
         async for done in jobs:
-            w, links, request_id = done.watched, done.status.links, done.status.request_id
+            w, request_id = done.watched, done.status.request_id
+            now, now_at = done.finished, done.finished_at
             try:
-                files = await save_job(session, links, w.job_id, out_dir, policy)
+                links = dict(done.status.links)
+                files = await download.save(w.job_id, links, now_at.timestamp())
             except DownloadError as exc:
                 error = ErrorInfo("DOWNLOAD_FAILED", str(exc), request_id)
-                await results.send(
-                    w.result("ERROR", now=done.finished, now_at=done.finished_at, error=error)
-                )
+                await results.send(w.result("ERROR", now=now, now_at=now_at, error=error))
                 continue
             missing = None
             if "audio" not in files:
@@ -147,8 +205,4 @@ async def download_worker(
                     "NO_AUDIO", "the job succeeded without an audio link", request_id
                 )
             status = "SUCCEED" if missing is None else "ERROR"
-            await results.send(
-                w.result(
-                    status, now=done.finished, now_at=done.finished_at, files=files, error=missing
-                )
-            )
+            await results.send(w.result(status, now=now, now_at=now_at, files=files, error=missing))

@@ -47,8 +47,8 @@ class ApiError(WatcherError):
 
     @property
     def transient(self) -> bool:  # type: ignore[override]
-        """5xx and 429 may pass; other 4xx will not."""
-        return self.status >= 500 or self.status == 429
+        """5xx, 429 and an error body in a 200 (no job state: ask again) may pass; 4xx will not."""
+        return self.status >= 500 or self.status in (200, 429)
 
 
 class AuthError(ApiError):
@@ -83,3 +83,13 @@ class DownloadError(WatcherError):
         super().__init__(message)
         self.transient = transient
         self.expired = expired
+
+
+def first_watcher_error(group: BaseExceptionGroup[BaseException]) -> WatcherError | None:
+    """The first WatcherError inside a (nested) exception group from a task group, if any."""
+    for exc in group.exceptions:
+        if isinstance(exc, WatcherError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup) and (found := first_watcher_error(exc)):
+            return found
+    return None

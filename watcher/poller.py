@@ -6,17 +6,23 @@ starts one short task for its request (at most `max_in_flight` at once). The ans
     WAITING / PROCESSING  -> back into the schedule, one cadence after this request was sent
     SUCCEED               -> the download pool (`Finished`)
     FAILED, unknown state -> the manifest (FAILED / ERROR), with the API's code and message
-    transient error       -> back into the schedule after a backoff; too many in a row: ERROR
-    429                   -> everyone pauses (Retry-After if given), the job is asked again later
-    401 / auth error      -> raised: the whole run stops, unfinished jobs are not written
+    transient error       -> back into the schedule after a jittered backoff; too many in a
+                             row: ERROR with the last error
+    429                   -> everyone pauses (Retry-After if given) and the pace halves, then
+                             recovers; the job is asked again later
+    401 / auth error      -> everyone pauses 1 s; `auth_failures` in a row across the run are
+                             raised and stop the run (unfinished jobs are not written)
     deadline passed       -> TIMEOUT
 
-The loop ends when the input is exhausted and no admitted job is left unfinished.
+The loop ends when the input is exhausted and no admitted job is left unfinished, or when `stop`
+is set (SIGINT/SIGTERM): then nothing more is admitted or asked, requests under way are dropped
+(their jobs stay unwritten, for the next run), and both output streams close.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -34,7 +40,7 @@ from watcher.errors import ApiError, AuthError, InputError, ThrottledError, Tran
 from watcher.inputs import Job
 from watcher.manifest import ErrorInfo, JobResult
 from watcher.ratelimit import RateLimiter
-from watcher.schedule import Schedule, Watched, error_backoff, next_poll
+from watcher.schedule import Schedule, Watched, next_poll
 
 log = structlog.get_logger("watcher.poller")
 
@@ -49,6 +55,7 @@ class PollStats:
     requests: int = 0
     throttled: int = 0
     errors: int = 0
+    retries: int = 0
 
 
 class Poller:
@@ -64,6 +71,7 @@ class Poller:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
     ) -> None:
         self._client = client
         self._limiter = limiter
@@ -78,13 +86,34 @@ class Poller:
         self._input_done = False
         self._wake = anyio.Event()
         self._in_flight = anyio.Semaphore(policy.max_in_flight)
+        self._rng = rng or random.Random()
+        self._auth_failures = 0
         self.stats = PollStats()
 
-    async def run(self, inputs: AsyncIterator[Job | InputError]) -> None:
-        """Watch every job `inputs` yields until each is final; closes both output streams."""
-        async with self._downloads, self._results, anyio.create_task_group() as tg:
-            tg.start_soon(self._admit, inputs)
-            await self._loop(tg)
+    @property
+    def unfinished(self) -> int:
+        """Jobs admitted and not yet final."""
+        return self._unfinished
+
+    async def run(
+        self, inputs: AsyncIterator[Job | InputError], stop: anyio.Event | None = None
+    ) -> None:
+        """Watch every job `inputs` yields until each is final, or until `stop` is set.
+
+        Closes both output streams when it returns.
+        """
+        async with self._downloads, self._results, anyio.create_task_group() as outer:
+            if stop is not None:
+                outer.start_soon(self._stop_on, stop, outer.cancel_scope)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._admit, inputs)
+                await self._loop(tg)
+            outer.cancel_scope.cancel()  # every poll is done; the stop watcher has nothing to do
+
+    @staticmethod
+    async def _stop_on(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+        await stop.wait()
+        scope.cancel()
 
     def _notify(self) -> None:
         self._wake.set()
@@ -167,20 +196,31 @@ class Poller:
         self.stats.requests += 1
         try:
             status = await self._client.show_job(w.job_id)
-        except AuthError:
-            raise
+        except AuthError as exc:
+            self._refused(w, exc)
         except ThrottledError as exc:
             self.stats.throttled += 1
             pause = exc.retry_after if exc.retry_after is not None else self._policy.throttle_pause
-            self._limiter.pause(pause)
+            self._limiter.throttled(pause)
             log.warning("throttled", job_id=w.job_id, pause_s=pause, request_id=exc.request_id)
             self._reschedule(w, self._clock() + pause)
         except (ApiError, TransportError) as exc:
             await self._failed_request(w, exc)
         else:
+            self._auth_failures = 0
+            self._limiter.succeeded()
             w.errors = 0
             w.state = status.state
             await self._answered(w, status, sent)
+
+    def _refused(self, w: Watched, exc: AuthError) -> None:
+        """Count a refusal; raise it once `auth_failures` came in a row, else pause and retry."""
+        self._auth_failures += 1
+        if self._auth_failures >= self._policy.auth_failures:
+            raise exc
+        log.warning("credentials refused, pausing", job_id=w.job_id, error=str(exc))
+        self._limiter.pause(1.0)
+        self._reschedule(w, self._clock() + max(1.0, self._policy.cadence))
 
     async def _failed_request(self, w: Watched, exc: ApiError | TransportError) -> None:
         self.stats.errors += 1
@@ -188,8 +228,9 @@ class Poller:
         message = exc.message if isinstance(exc, ApiError) else str(exc)
         request_id = exc.request_id if isinstance(exc, ApiError) else None
         w.errors += 1
-        if exc.transient and w.errors <= self._policy.max_errors:
-            delay = error_backoff(w.errors, self._policy.error_backoff, self._policy.cadence)
+        if exc.transient and w.errors < self._policy.retry.attempts:
+            self.stats.retries += 1
+            delay = max(self._policy.cadence, self._policy.retry.delay(w.errors, self._rng))
             log.info("poll failed, will retry", job_id=w.job_id, error=str(exc), retry_in_s=delay)
             self._reschedule(w, self._clock() + delay)
             return

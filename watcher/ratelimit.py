@@ -2,8 +2,11 @@
 
 The gateway counts requests per one-second window; spacing them `1/rate` apart keeps every window
 under the limit however the callers bunch up. Each caller reserves the next free slot when it
-calls, so callers are served in the order they asked (FIFO, nobody starves). A 429 pauses
-everyone: `pause()` pushes the next free slot out.
+calls, so callers are served in the order they asked (FIFO, nobody starves).
+
+When the gateway still says 429, `throttled()` pauses everyone and halves the pace; each answer
+that was not throttled (`succeeded()`) gives back 1/20 of the configured rate, so the pace
+recovers over about 20 requests and never exceeds the configured rate (AIMD, as TCP does).
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ import anyio
 class RateLimiter:
     """`async with limiter:` (or `await limiter.acquire()`) waits for this caller's slot."""
 
-    __slots__ = ("_clock", "_interval", "_next", "_sleep", "granted")
+    __slots__ = ("_clock", "_max_rate", "_next", "_rate", "_sleep", "granted")
+
+    RECOVERY_STEPS = 20
+    FLOOR_FRACTION = 1 / 64
 
     def __init__(
         self,
@@ -29,7 +35,8 @@ class RateLimiter:
     ) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be positive, not {rate}")
-        self._interval = 1.0 / rate
+        self._max_rate = rate
+        self._rate = rate
         self._clock = clock
         self._sleep = sleep
         self._next = float("-inf")
@@ -37,14 +44,14 @@ class RateLimiter:
 
     @property
     def rate(self) -> float:
-        """Requests per second."""
-        return 1.0 / self._interval
+        """The current pace in requests per second (at most the configured rate)."""
+        return self._rate
 
     def reserve(self) -> float:
         """Take the next free slot; return how long to wait for it (0 when it is now)."""
         now = self._clock()
         slot = max(now, self._next)
-        self._next = slot + self._interval
+        self._next = slot + 1.0 / self._rate
         self.granted += 1
         return slot - now
 
@@ -55,8 +62,18 @@ class RateLimiter:
             await self._sleep(delay)
 
     def pause(self, seconds: float) -> None:
-        """Nobody sends for `seconds` from now (after a 429), then the even pace resumes."""
+        """Nobody sends for `seconds` from now, then the even pace resumes."""
         self._next = max(self._next, self._clock() + seconds)
+
+    def throttled(self, pause: float) -> None:
+        """The gateway answered 429: pause everyone for `pause` seconds and halve the pace."""
+        self._rate = max(self._max_rate * self.FLOOR_FRACTION, self._rate / 2)
+        self.pause(pause)
+
+    def succeeded(self) -> None:
+        """A request was not throttled: recover one step towards the configured rate."""
+        if self._rate < self._max_rate:
+            self._rate = min(self._max_rate, self._rate + self._max_rate / self.RECOVERY_STEPS)
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -71,4 +88,7 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         wait = max(0.0, self._next - self._clock())
-        return f"<RateLimiter rate={self.rate:g}/s granted={self.granted} next_free_in={wait:.3f}s>"
+        return (
+            f"<RateLimiter rate={self._rate:g}/{self._max_rate:g}/s granted={self.granted} "
+            f"next_free_in={wait:.3f}s>"
+        )

@@ -90,9 +90,3 @@ class Schedule:
 def next_poll(sent_at: float, cadence: float) -> float:
     """When a job polled at `sent_at` may be polled again: never sooner than one cadence later."""
     return sent_at + cadence
-
-
-def error_backoff(errors: int, base: float, cadence: float) -> float:
-    """Delay after the `errors`-th consecutive transient error: doubling from `base`, capped at
-    eight cadences, and never shorter than the cadence."""
-    return max(cadence, min(base * 2.0 ** (errors - 1), 8 * cadence))
