@@ -3,53 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from conftest import TEST_AK as AK
-from conftest import TEST_PROJECT_ID as PROJECT
-from conftest import TEST_SK as SK
+from helpers import FAST, make_jobs, read_manifest, run_config, run_jobs
 
 from watcher.auth import AkSk, Token
-from watcher.config import ApiConfig, DownloadPolicy, PollPolicy, RunConfig
 from watcher.errors import AuthError, InputError
 from watcher.inputs import Job
-from watcher.retry import RetryPolicy
-from watcher.watch import Summary, watch
-
-FAST = PollPolicy(cadence=0.02, rate=2000, retry=RetryPolicy(attempts=4, base=0.01, cap=0.05))
-
-
-def _config(url: str, out: Path, poll: PollPolicy = FAST, **api: Any) -> RunConfig:
-    api_config = ApiConfig(url, PROJECT, AkSk(AK, SK), request_timeout=5)
-    return RunConfig(
-        api=replace(api_config, **api),
-        out_dir=out,
-        manifest=out / "manifest.jsonl",
-        poll=poll,
-        download=DownloadPolicy(workers=4),
-    )
-
-
-async def _items(*items: Job | InputError) -> AsyncIterator[Job | InputError]:
-    for item in items:
-        yield item
-
-
-def _jobs(n: int, prefix: str = "job") -> list[Job]:
-    return [Job(f"{prefix}-{i:03d}", {"n": i}) for i in range(n)]
-
-
-def _manifest(out: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in (out / "manifest.jsonl").read_bytes().splitlines()]
-
-
-async def _run(config: RunConfig, *items: Job | InputError) -> Summary:
-    return await watch(config, _items(*items))
 
 
 @pytest.mark.anyio
@@ -57,10 +21,10 @@ async def test_every_job_succeeds_with_its_files_saved_and_verified(
     sim_factory: Any, tmp_path: Path
 ) -> None:
     """Twelve jobs: twelve SUCCEED lines, files on disk matching their sha256, no .part left."""
-    jobs = _jobs(12)
+    jobs = make_jobs(12)
     sim = sim_factory(jobs)
-    summary = await _run(_config(sim.url, tmp_path), *jobs)
-    lines = _manifest(tmp_path)
+    summary = await run_jobs(run_config(sim.url, tmp_path), *jobs)
+    lines = read_manifest(tmp_path)
     assert sorted(r["job_id"] for r in lines) == [j.job_id for j in jobs]
     assert {r["status"] for r in lines} == {"SUCCEED"}
     assert summary.tally.all_succeeded and summary.tally.statuses["SUCCEED"] == 12
@@ -79,10 +43,10 @@ async def test_every_job_succeeds_with_its_files_saved_and_verified(
 @pytest.mark.anyio
 async def test_failed_and_unknown_jobs_get_their_codes(sim_factory: Any, tmp_path: Path) -> None:
     """Jobs the simulator fails are FAILED with its code; an unknown id is ERROR MSS.000000003."""
-    jobs = _jobs(3)
+    jobs = make_jobs(3)
     sim = sim_factory(jobs, fail_percent=100)
-    summary = await _run(_config(sim.url, tmp_path), *jobs, Job("never-created"))
-    by_id = {r["job_id"]: r for r in _manifest(tmp_path)}
+    summary = await run_jobs(run_config(sim.url, tmp_path), *jobs, Job("never-created"))
+    by_id = {r["job_id"]: r for r in read_manifest(tmp_path)}
     assert {by_id[j.job_id]["status"] for j in jobs} == {"FAILED"}
     assert all(by_id[j.job_id]["error"]["code"] and by_id[j.job_id]["files"] == {} for j in jobs)
     unknown = by_id["never-created"]
@@ -96,11 +60,11 @@ async def test_duplicates_watched_once_and_bad_lines_recorded(
     sim_factory: Any, tmp_path: Path
 ) -> None:
     """A repeated id yields one line; a bad input line yields an INVALID line naming it."""
-    jobs = _jobs(2)
+    jobs = make_jobs(2)
     sim = sim_factory(jobs)
     bad = InputError("in.txt", 4, "job_id '../x' is not 1-128 characters")
-    summary = await _run(_config(sim.url, tmp_path), jobs[0], bad, jobs[1], jobs[0])
-    lines = _manifest(tmp_path)
+    summary = await run_jobs(run_config(sim.url, tmp_path), jobs[0], bad, jobs[1], jobs[0])
+    lines = read_manifest(tmp_path)
     assert sorted(str(r["job_id"]) for r in lines) == ["None", "job-000", "job-001"]
     invalid = next(r for r in lines if r["status"] == "INVALID")
     assert (invalid["source"], invalid["line"]) == ("in.txt", 4)
@@ -112,32 +76,32 @@ async def test_bad_signature_stops_the_run_and_writes_nothing(
     sim_factory: Any, tmp_path: Path
 ) -> None:
     """A refused signature raises AuthError at once; no job is written as failed; SK not in it."""
-    jobs = _jobs(5)
+    jobs = make_jobs(5)
     sim = sim_factory(jobs)
-    config = _config(sim.url, tmp_path, credentials=AkSk(AK, "wrong-secret-key-000"))
+    config = run_config(sim.url, tmp_path, credentials=AkSk(AK, "wrong-secret-key-000"))
     with pytest.raises(AuthError) as caught:
-        await _run(config, *jobs)
+        await run_jobs(config, *jobs)
     assert caught.value.code == "APIGW.0301"
     assert "wrong-secret-key" not in str(caught.value)
-    assert _manifest(tmp_path) == []
+    assert read_manifest(tmp_path) == []
     assert sim.sim.stats.count("ShowAsyncTtsJob") <= 5
 
 
 @pytest.mark.anyio
 async def test_token_auth(sim_factory: Any, tmp_path: Path) -> None:
     """With an IAM token the jobs are watched as with AK/SK."""
-    jobs = _jobs(2)
+    jobs = make_jobs(2)
     sim = sim_factory(jobs, credentials=Token("iam-token-value"))
-    config = _config(sim.url, tmp_path, credentials=Token("iam-token-value"))
-    assert (await _run(config, *jobs)).tally.all_succeeded
+    config = run_config(sim.url, tmp_path, credentials=Token("iam-token-value"))
+    assert (await run_jobs(config, *jobs)).tally.all_succeeded
 
 
 @pytest.mark.anyio
 async def test_storage_never_sees_api_credentials(sim_factory: Any, tmp_path: Path) -> None:
     """The object-storage route records its request headers: none is an API credential."""
-    jobs = _jobs(3)
+    jobs = make_jobs(3)
     sim = sim_factory(jobs)
-    await _run(_config(sim.url, tmp_path), *jobs)
+    await run_jobs(run_config(sim.url, tmp_path), *jobs)
     seen = sim.sim.storage.requests
     assert len(seen) >= 9
     forbidden = {"authorization", "x-auth-token", "x-security-token", "x-sdk-date", "x-project-id"}
@@ -148,11 +112,11 @@ async def test_storage_never_sees_api_credentials(sim_factory: Any, tmp_path: Pa
 @pytest.mark.anyio
 async def test_job_timeout(sim_factory: Any, tmp_path: Path) -> None:
     """Jobs that never finish in time get TIMEOUT lines with their last state."""
-    jobs = _jobs(2)
+    jobs = make_jobs(2)
     sim = sim_factory(jobs, time_scale=100.0)  # hours per job
     poll = replace(FAST, job_timeout=0.3)
-    await _run(_config(sim.url, tmp_path, poll), *jobs)
-    lines = _manifest(tmp_path)
+    await run_jobs(run_config(sim.url, tmp_path, poll), *jobs)
+    lines = read_manifest(tmp_path)
     assert [r["status"] for r in lines] == ["TIMEOUT", "TIMEOUT"]
     assert {r["state"] for r in lines} <= {"WAITING", "PROCESSING"}
     assert all(0.25 <= r["elapsed_s"] < 3 for r in lines)  # first poll: just after admission
@@ -161,10 +125,10 @@ async def test_job_timeout(sim_factory: Any, tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_cadence_is_never_exceeded(sim_factory: Any, tmp_path: Path) -> None:
     """With a 0.1 s cadence no job is asked more than once per 0.1 s of its life."""
-    jobs = _jobs(4)
+    jobs = make_jobs(4)
     sim = sim_factory(jobs, time_scale=0.05)
-    await _run(_config(sim.url, tmp_path, replace(FAST, cadence=0.1)), *jobs)
-    for r in _manifest(tmp_path):
+    await run_jobs(run_config(sim.url, tmp_path, replace(FAST, cadence=0.1)), *jobs)
+    for r in read_manifest(tmp_path):
         assert r["polls"] >= 2
         assert r["polls"] <= r["elapsed_s"] / 0.1 + 1
 
@@ -172,9 +136,9 @@ async def test_cadence_is_never_exceeded(sim_factory: Any, tmp_path: Path) -> No
 @pytest.mark.anyio
 async def test_shared_rate_keeps_under_the_gateway_limit(sim_factory: Any, tmp_path: Path) -> None:
     """Twenty eager jobs at --rate 40 against a 50/s gateway limit are never throttled."""
-    jobs = _jobs(20)
+    jobs = make_jobs(20)
     sim = sim_factory(jobs, time_scale=0.02, rate_limit=50)
-    summary = await _run(_config(sim.url, tmp_path, replace(FAST, rate=40)), *jobs)
+    summary = await run_jobs(run_config(sim.url, tmp_path, replace(FAST, rate=40)), *jobs)
     assert summary.tally.all_succeeded
     assert summary.polls.requests > 20
     assert summary.polls.throttled == 0
@@ -184,9 +148,9 @@ async def test_shared_rate_keeps_under_the_gateway_limit(sim_factory: Any, tmp_p
 @pytest.mark.anyio
 async def test_throttling_slows_down_and_loses_nothing(sim_factory: Any, tmp_path: Path) -> None:
     """Against a 20/s gateway with --rate 500, 429s happen, everyone pauses, all jobs finish."""
-    jobs = _jobs(10)
+    jobs = make_jobs(10)
     sim = sim_factory(jobs, time_scale=0.01, rate_limit=20)
     poll = replace(FAST, rate=500, throttle_pause=0.2)
-    summary = await _run(_config(sim.url, tmp_path, poll), *jobs)
+    summary = await run_jobs(run_config(sim.url, tmp_path, poll), *jobs)
     assert summary.polls.throttled > 0
     assert summary.tally.all_succeeded and summary.tally.statuses["SUCCEED"] == 10

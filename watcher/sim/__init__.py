@@ -20,9 +20,23 @@ What is invented (the real service does not document it):
   cues, and the layouts of the timestamp and action JSON files; which jobs get an action file;
 - `priority` is validated and ignored; the wording of 400/403/404 messages; the link format.
 
+Faults on purpose (`faults`; all off by default): `SimConfig(faults=FaultPlan(api_500=0.1, ...))`
+or `watcher sim --fault api-500=0.1 --fault slow=0.05 --slow-seconds 35`. Per-request faults
+(api-500, api-reset, throttle, slow, error-200, auth-401, short-download, expired-link) are drawn
+from generators seeded by `seed`; `unknown-state` picks jobs by a hash of their id, which end
+CANCELED: `Simulator.expected_state(job_id)` says in advance how each job ends.
+
+For tools in another process, two routes that need no credentials and are not counted:
+
+    GET /_sim/stats           {"requests": {api: n}, "statuses": {"<api> <status>": n},
+                               "faults": {name: n injected}}
+    GET /_sim/files/{job_id}  {"job_id", "state", "expected_state",
+                               "files": {"audio"|"info"|"srt"|"action": {"bytes", "sha256"}}}
+
     with SimThread(config) as running:      # or: async with serve(config) as running:
         client.base_url = running.url
         running.sim.stats.requests()        # requests answered, by API name
+        running.sim.faults.counts()         # faults injected, by name
         running.sim.storage.requests        # headers of recent download requests
 """
 
@@ -30,6 +44,7 @@ from __future__ import annotations
 
 from watcher.sim.app import create_app
 from watcher.sim.config import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, SimConfig
+from watcher.sim.faults import FaultPlan
 from watcher.sim.server import RunningSim, SimThread, serve
 from watcher.sim.simulator import Simulator
 
@@ -37,6 +52,7 @@ __all__ = [
     "DEMO_AK",
     "DEMO_PROJECT_ID",
     "DEMO_SK",
+    "FaultPlan",
     "RunningSim",
     "SimConfig",
     "SimThread",

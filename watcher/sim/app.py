@@ -4,10 +4,11 @@
     GET  /v1/{project_id}/ttsc/async-jobs/{job_id}   ShowAsyncTtsJob   -> {"state", ...}
     GET  /v1/{project_id}/ttsc/tts-jobs              ShowTtsJob (list) -> {"count", "data"}
     GET  /obs/{bucket}/{job_id}/{file}               result files behind the signed links
+    GET  /_sim/stats, /_sim/files/{job_id}           introspection (see `introspect`)
 
-The API routes sit behind `Gateway.middleware` (auth, project, throttling, request ids, error
-bodies); the storage route is authenticated by its link alone. Bad parameters are answered
-400 `MSS.000000003` with a message naming the field.
+The API routes sit behind `Gateway.middleware` (auth, project, throttling, injected faults,
+request ids, error bodies); the storage route is authenticated by its link alone; `/_sim/` needs
+nothing. Bad parameters are answered 400 `MSS.000000003` with a message naming the field.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import orjson
 from aiohttp import web
 
 from watcher.sim.gateway import STORAGE_ROUTE, ApiFault, json_response
+from watcher.sim.introspect import add_routes
 from watcher.sim.jobs import JobState, SimJob
 from watcher.sim.simulator import AUDIO_FORMATS, MAX_TEXT_CHARS, Simulator
 
@@ -185,7 +187,8 @@ def _within(job: SimJob, since: float | None, until: float | None) -> bool:
 
 
 def create_app(sim: Simulator) -> web.Application:
-    """An application serving `sim`: the three API routes behind its gateway, and storage."""
+    """An application serving `sim`: the three API routes behind its gateway, storage, and the
+    `/_sim/` introspection routes."""
     routes = _Routes(sim)
     app = web.Application(middlewares=[sim.gateway.middleware], client_max_size=4 * 1024**2)
     base = "/v1/{project_id}/ttsc"
@@ -193,4 +196,5 @@ def create_app(sim: Simulator) -> web.Application:
     app.router.add_get(f"{base}/async-jobs/{{job_id}}", routes.show, name="ShowAsyncTtsJob")
     app.router.add_get(f"{base}/tts-jobs", routes.list_jobs, name="ShowTtsJob")
     app.router.add_route("*", "/obs/{key:.+}", sim.storage.handle, name=STORAGE_ROUTE)
+    add_routes(app, sim)
     return app

@@ -6,8 +6,10 @@ finds them (`watcher.credentials.discover`), so one set of exports serves both; 
 With none found, the demo credentials are accepted and printed as `export` lines to paste. Secrets
 that came from the environment, a file or a flag are never printed.
 
-Exit status: 0 after a signal; 2 for unusable flags, credentials or preload file; 1 if the port
-cannot be bound.
+`--fault NAME=RATE` (repeatable) and `--slow-seconds` inject faults (see `watcher.sim.faults`).
+
+Exit status: 0 after a signal; 2 for unusable flags (a bad `--fault` among them), credentials or
+preload file; 1 if the port cannot be bound.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from watcher.credentials import discover
 from watcher.errors import ConfigError, InputError
 from watcher.inputs import Job, parse_line
 from watcher.sim.config import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, SimConfig
+from watcher.sim.faults import DEFAULT_SLOW_SECONDS, Fault, plan_from_specs
 from watcher.sim.server import serve
 
 PROG = "watcher sim"
+FAULT_NAMES = ", ".join(Fault)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +61,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="requests per second per API before 429 APIGW.0308 (default: unlimited)",
+    )
+    add(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=RATE",
+        help=f"inject a fault at a rate from 0 to 1 (repeatable); NAME is one of {FAULT_NAMES}",
+    )
+    add(
+        "--slow-seconds",
+        type=float,
+        default=None,
+        help=f"real seconds a 'slow' fault delays an answer (default {DEFAULT_SLOW_SECONDS:g})",
     )
     add("--preload", metavar="FILE", help="job ids to know from the start (watcher input format)")
     add("--ak", help="accept this access key (with --sk) instead of the environment's")
@@ -163,11 +180,15 @@ def run(args: argparse.Namespace) -> int:
             url_ttl=args.url_ttl,
             fail_percent=args.fail_percent,
             rate_limit=args.rate_limit,
+            faults=plan_from_specs(args.fault, slow_seconds=args.slow_seconds),
         )
         jobs = read_preload(args.preload, err) if args.preload else []
     except (ConfigError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=err)
         return 2
+    if active := config.faults.active:
+        rates = ", ".join(f"{fault}={rate:g}" for fault, rate in active.items())
+        notes.append(f"{PROG}: injecting faults {rates} (seed {config.seed})")
     for note in notes:
         print(note, file=err)
     try:

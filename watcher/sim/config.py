@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from watcher.auth import AkSk, Token
+from watcher.sim.faults import NO_FAULTS, FaultPlan
 
 DEMO_AK = "SIMDEMOAK00000000000"
 DEMO_SK = "simdemosk0000000000000000000000000000000"
@@ -23,7 +24,8 @@ class SimConfig:
     - `credentials`: the one credential the gateway accepts. `AkSk` means SDK-HMAC-SHA256 signed
       requests with that AK (and, when it has a `security_token`, a matching `X-Security-Token`);
       `Token` means an `X-Auth-Token` equal to it.
-    - `seed`: makes created job ids deterministic; it does not affect which jobs fail.
+    - `seed`: makes created job ids and the per-request fault decisions deterministic; it does
+      not affect which jobs fail (nor which end CANCELED under the `unknown_state` fault).
     - `time_scale`: multiplies every simulated duration (0.01 runs 100x faster; 0 finishes jobs
       the moment they are created).
     - `slots`: how many jobs synthesise at once; later jobs wait (state WAITING).
@@ -31,6 +33,7 @@ class SimConfig:
     - `fail_percent`: share of job ids (0-100) that end FAILED, chosen by a hash of the id.
     - `max_skew`: seconds `X-Sdk-Date` may differ from the wall clock.
     - `rate_limit`: requests per second allowed per API, or None for no limit.
+    - `faults`: how often to answer badly on purpose (see `watcher.sim.faults`); none by default.
 
     Raises ValueError when a value is out of range.
     """
@@ -44,6 +47,7 @@ class SimConfig:
     fail_percent: int = 10
     max_skew: float = 900.0
     rate_limit: float | None = None
+    faults: FaultPlan = NO_FAULTS
 
     def __post_init__(self) -> None:
         problems = []

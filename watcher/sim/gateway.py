@@ -12,9 +12,12 @@ For every route except object storage (`/obs/...`), in this order:
 3. Project -> 403 `MSS.000000004`: `X-Project-Id` (required with AK/SK) and the path's project id
    must equal the configured project id.
 4. Throttling, when a rate limit is set -> 429 `APIGW.0308`: a sliding window per API name.
+5. Injected faults (`watcher.sim.faults`), when the config asks for them: a delay, an error answer
+   instead of the handler's, or the handler's answer cut short by closing the connection.
 
 Handlers report errors by raising `ApiFault`. Every answer carries `X-Request-Id` (uuid4 hex),
-equal to the body's `request_id` on errors.
+equal to the body's `request_id` on errors. Storage and the `/_sim/` introspection routes are
+not guarded, counted or faulted here.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import hmac
 import math
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
+import anyio
 import orjson
 from aiohttp import web
 
@@ -37,6 +41,7 @@ from watcher.auth import (
     signature,
 )
 from watcher.sim.config import SimConfig
+from watcher.sim.faults import Fault, Faults
 from watcher.sim.jobs import Clock
 from watcher.sim.stats import SimStats
 
@@ -46,9 +51,16 @@ IAM_FAILED = "Incorrect IAM authentication information: "
 BAD_SIGNATURE = IAM_FAILED + "verify aksk signature fail"
 NO_TOKEN = IAM_FAILED + "x-auth-token not found"
 BAD_TOKEN = IAM_FAILED + "decrypt token fail"
+TOKEN_EXPIRED = IAM_FAILED + "token expires"
 PROJECT_MISMATCH = "Illegal access: the project id does not match the credentials"
-STORAGE_ROUTE = "Storage"  # the one route the gateway does not guard
+STORAGE_ROUTE = "Storage"
+SIM_STATS_ROUTE = "SimStats"
+SIM_FILES_ROUTE = "SimFiles"
+UNGUARDED_ROUTES = frozenset({STORAGE_ROUTE, SIM_STATS_ROUTE, SIM_FILES_ROUTE})
 NO_SUCH_API = "The API does not exist or has not been published in the environment"
+INTERNAL_ERROR = "Internal error"
+QUERY_FAILED = "Failed to query the job: the job service is temporarily unavailable"
+FAULT_THROTTLE_RATE = 10  # the limit a `throttle` fault names when no rate_limit is set
 
 
 class ApiFault(Exception):
@@ -105,21 +117,49 @@ class Throttle:
 
     def message(self) -> str:
         """The APIGW.0308 error message, as the real gateway words it."""
-        return (
-            "The throttling threshold has been reached: policy user over ratelimit,"
-            f"limit:{self.capacity},time:{self.window:g} second"
-        )
+        return throttle_message(self.capacity, self.window)
+
+
+def throttle_message(capacity: int, window: float) -> str:
+    """The APIGW.0308 error message for a limit of `capacity` requests per `window` seconds."""
+    return (
+        "The throttling threshold has been reached: policy user over ratelimit,"
+        f"limit:{capacity},time:{window:g} second"
+    )
+
+
+async def send_cut_short(
+    request: web.Request,
+    status: int,
+    headers: Mapping[str, str],
+    length: int,
+    part: Iterable[bytes],
+) -> web.StreamResponse:
+    """Send a status line and `headers` announcing `length` body bytes, then only `part` of the
+    body, then close the connection: the client sees the response end early."""
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = length
+    await response.prepare(request)
+    for chunk in part:
+        await response.write(chunk)
+    if request.transport is not None:
+        request.transport.close()
+    return response
 
 
 class Gateway:
-    """Authenticates, throttles and counts API requests; `middleware` plugs it into aiohttp."""
+    """Authenticates, throttles, faults and counts API requests; `middleware` plugs it into
+    aiohttp."""
 
-    __slots__ = ("_config", "_stats", "_throttle", "_wall")
+    __slots__ = ("_config", "_faults", "_stats", "_throttle", "_wall")
 
-    def __init__(self, config: SimConfig, *, clock: Clock, wall: Clock, stats: SimStats) -> None:
+    def __init__(
+        self, config: SimConfig, *, clock: Clock, wall: Clock, stats: SimStats, faults: Faults
+    ) -> None:
         self._config = config
         self._wall = wall
         self._stats = stats
+        self._faults = faults
         self._throttle = None if config.rate_limit is None else Throttle(config.rate_limit, clock)
 
     def __repr__(self) -> str:
@@ -128,12 +168,14 @@ class Gateway:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Storage requests pass through; API requests are checked, answered and counted."""
+        """Storage and `/_sim/` requests pass through; API requests are checked, answered
+        (or faulted) and counted."""
         match = request.match_info
-        if match.http_exception is None and match.route.name == STORAGE_ROUTE:
+        if match.http_exception is None and match.route.name in UNGUARDED_ROUTES:
             return await handler(request)
         request_id = uuid.uuid4().hex
         api = match.route.name if match.http_exception is None else None
+        cut_short = False
         try:
             if api is None:
                 raise ApiFault(404, "APIGW.0101", NO_SUCH_API)
@@ -141,13 +183,42 @@ class Gateway:
             self._check_project(request)
             if self._throttle is not None and not self._throttle.admit(api):
                 raise ApiFault(429, "APIGW.0308", self._throttle.message())
+            cut_short = await self._inject_fault(api)
             response = await handler(request)
         except ApiFault as fault:
             body = {"error_code": fault.code, "error_msg": fault.message, "request_id": request_id}
             response = json_response(body, fault.status)
         response.headers["X-Request-Id"] = request_id
         self._stats.record(api or "Unknown", response.status)
+        if cut_short and isinstance(response, web.Response) and isinstance(response.body, bytes):
+            whole = response.body
+            headers = {k: v for k, v in response.headers.items() if k != "Content-Length"}
+            part = whole[: len(whole) // 2]
+            return await send_cut_short(request, response.status, headers, len(whole), [part])
         return response
+
+    async def _inject_fault(self, api: str) -> bool:
+        """Apply this request's fault decision: wait if slow, raise an error answer, or return
+        True when the handler's answer is to be cut short."""
+        decision = self._faults.for_api(api)
+        if decision.slow:
+            await anyio.sleep(self._faults.plan.slow_seconds)
+        fault = decision.fault
+        if fault is Fault.AUTH_401:
+            raise ApiFault(401, "APIGW.0301", TOKEN_EXPIRED)
+        if fault is Fault.THROTTLE:
+            throttle = self._throttle
+            capacity, window = (
+                (FAULT_THROTTLE_RATE, 1.0)
+                if throttle is None
+                else (throttle.capacity, throttle.window)
+            )
+            raise ApiFault(429, "APIGW.0308", throttle_message(capacity, window))
+        if fault is Fault.API_500:
+            raise ApiFault(500, "MSS.000000002", INTERNAL_ERROR)
+        if fault is Fault.ERROR_200:
+            raise ApiFault(200, "MSS.000000001", QUERY_FAILED)
+        return fault is Fault.API_RESET
 
     async def _authenticate(self, request: web.Request) -> None:
         credentials = self._config.credentials

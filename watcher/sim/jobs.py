@@ -44,12 +44,14 @@ def id_hash(job_id: str, purpose: str) -> int:
 
 
 class JobState(StrEnum):
-    """The documented job states."""
+    """The job states: the four documented ones, and CANCELED, which one page mentions and the
+    `unknown-state` fault reports (`SimJob.state_at` never gives it)."""
 
     WAITING = "WAITING"
     PROCESSING = "PROCESSING"
     SUCCEED = "SUCCEED"
     FAILED = "FAILED"
+    CANCELED = "CANCELED"
 
 
 @dataclass(frozen=True, slots=True)

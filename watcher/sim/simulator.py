@@ -1,4 +1,4 @@
-"""The simulator's state: its config, jobs, result files, link signer, gateway and counters.
+"""The simulator's state: its config, jobs, result files, link signer, gateway, faults, counters.
 
 One `Simulator` backs one server. It is created from a `SimConfig` (clocks injectable for tests)
 and can `preload` job records read by `watcher.inputs`, so a demo's example job ids resolve.
@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from watcher.inputs import Job
 from watcher.sim.config import SimConfig
+from watcher.sim.faults import Faults
 from watcher.sim.gateway import Gateway
 from watcher.sim.jobs import Clock, JobQueue, JobState, SimJob, id_hash
 from watcher.sim.media import FileKind, MediaCache, Payload, files_of, kind_from_name, render
@@ -84,7 +85,7 @@ class Simulator:
     link expiry, `X-Sdk-Date` skew). `storage_key` signs result links (random by default).
     """
 
-    __slots__ = ("config", "gateway", "jobs", "media", "stats", "storage")
+    __slots__ = ("config", "faults", "gateway", "jobs", "media", "stats", "storage")
 
     def __init__(
         self,
@@ -96,6 +97,7 @@ class Simulator:
     ) -> None:
         self.config = config
         self.stats = SimStats()
+        self.faults = Faults(config.faults, config.seed)
         self.jobs = JobQueue(
             seed=config.seed,
             time_scale=config.time_scale,
@@ -111,8 +113,9 @@ class Simulator:
             wall=wall,
             resolve=self.resolve,
             stats=self.stats,
+            faults=self.faults,
         )
-        self.gateway = Gateway(config, clock=clock, wall=wall, stats=self.stats)
+        self.gateway = Gateway(config, clock=clock, wall=wall, stats=self.stats, faults=self.faults)
 
     def __repr__(self) -> str:
         return f"Simulator(project_id={self.config.project_id!r}, jobs={len(self.jobs)})"
@@ -142,8 +145,20 @@ class Simulator:
         return added
 
     def state(self, job: SimJob) -> JobState:
-        """The job's state now."""
-        return job.state_at(self.jobs.now())
+        """The job's state now, as the API reports it: CANCELED instead of SUCCEED or FAILED for
+        a job the `unknown-state` fault picked."""
+        state = job.state_at(self.jobs.now())
+        if state in (JobState.SUCCEED, JobState.FAILED) and self.faults.canceled(job.job_id):
+            self.faults.report_canceled(job.job_id)
+            return JobState.CANCELED
+        return state
+
+    def expected_state(self, job_id: str) -> JobState:
+        """The state `job_id` ends in (SUCCEED, FAILED or CANCELED): it depends on the id and
+        the config alone, so it holds for ids not created yet. Safe from any thread."""
+        if self.faults.canceled(job_id):
+            return JobState.CANCELED
+        return JobState.FAILED if self.jobs.failure_for(job_id) is not None else JobState.SUCCEED
 
     def links(self, job: SimJob, base: str) -> dict[str, str]:
         """URL field -> fresh signed link under `base`, for each file a succeeded job has."""

@@ -12,6 +12,10 @@ so a link cannot be extended or pointed at another file. Refusals are 403s with 
 Every request to this route has its headers recorded (the last `log_size`), so tests can prove
 that no API credential ever reaches the storage host. Downloads send `Content-Length`, accept a
 single `Range: bytes=...`, and stream large files in chunks.
+
+Injected faults (`watcher.sim.faults`) apply to requests whose link checks out: `expired-link`
+refuses it as expired; `short-download` sends half of the body announced, then closes the
+connection.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from watcher.sim.gateway import same
+from watcher.sim.faults import Faults
+from watcher.sim.gateway import same, send_cut_short
 from watcher.sim.jobs import Clock
 from watcher.sim.media import Payload
 from watcher.sim.stats import SimStats
@@ -75,13 +80,18 @@ def xml_error(
     )
 
 
+def expired() -> web.Response:
+    """The 403 for a link past its `Expires`."""
+    return xml_error(403, "AccessDenied", "Request has expired")
+
+
 class Storage:
     """Signs result links, and serves the files behind them through `handle`.
 
     `resolve(job_id, name)` gives the file a valid link points at, or None when there is none.
     """
 
-    __slots__ = ("_key", "_log", "_resolve", "_stats", "_ttl", "_wall")
+    __slots__ = ("_faults", "_key", "_log", "_resolve", "_stats", "_ttl", "_wall")
 
     def __init__(
         self,
@@ -91,6 +101,7 @@ class Storage:
         wall: Clock,
         resolve: Resolver,
         stats: SimStats,
+        faults: Faults,
         log_size: int = 10_000,
     ) -> None:
         self._key = key
@@ -98,6 +109,7 @@ class Storage:
         self._wall = wall
         self._resolve = resolve
         self._stats = stats
+        self._faults = faults
         self._log: deque[StorageRequest] = deque(maxlen=log_size)
 
     def __repr__(self) -> str:
@@ -142,7 +154,7 @@ class Storage:
                 " Check your key and signing method.",
             )
         if int(expires) < self._wall():
-            return xml_error(403, "AccessDenied", "Request has expired")
+            return expired()
         return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -161,6 +173,8 @@ class Storage:
         refused = self.refusal(request.path, request.query)
         if refused is not None:
             return refused
+        if self._faults.expire_link():
+            return expired()
         bucket, _, key = request.path.removeprefix("/obs/").partition("/")
         if bucket != BUCKET:
             return xml_error(404, "NoSuchBucket", "The specified bucket does not exist")
@@ -168,7 +182,8 @@ class Storage:
         payload = self._resolve(job_id, name)
         if payload is None:
             return xml_error(404, "NoSuchKey", "The specified key does not exist.")
-        return await _send(request, payload)
+        cut = request.method == "GET" and self._faults.cut_download()
+        return await _send(request, payload, cut_short=cut)
 
 
 def _byte_range(header: str | None, length: int) -> tuple[int, int] | None:
@@ -191,7 +206,11 @@ def _byte_range(header: str | None, length: int) -> tuple[int, int] | None:
     return start, stop
 
 
-async def _send(request: web.Request, payload: Payload) -> web.StreamResponse:
+async def _send(
+    request: web.Request, payload: Payload, *, cut_short: bool = False
+) -> web.StreamResponse:
+    """The file (or the requested range of it); with `cut_short`, only its first half before the
+    connection is closed."""
     length = payload.length
     try:
         wanted = _byte_range(request.headers.get("Range"), length)
@@ -207,6 +226,9 @@ async def _send(request: web.Request, payload: Payload) -> web.StreamResponse:
     if wanted is not None:
         status, (start, stop) = 206, wanted
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{length}"
+    if cut_short:
+        part = payload.chunks(CHUNK_BYTES, start, start + (stop - start) // 2)
+        return await send_cut_short(request, status, headers, stop - start, part)
     if stop - start <= SMALL_BODY_BYTES:
         body = b"".join(payload.chunks(SMALL_BODY_BYTES, start, stop))
         return web.Response(status=status, body=body, headers=headers)

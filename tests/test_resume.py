@@ -1,0 +1,127 @@
+"""Running again: settled jobs are skipped, crash damage is repaired, signals stop cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
+from helpers import make_jobs, read_manifest, run_config, run_jobs
+
+from watcher.errors import InputError
+from watcher.manifest import recover
+
+
+@pytest.mark.anyio
+async def test_second_run_skips_every_settled_job(sim_factory: Any, tmp_path: Path) -> None:
+    """Rerunning a finished batch asks the API nothing and appends nothing."""
+    jobs = make_jobs(5)
+    sim = sim_factory(jobs)
+    config = run_config(sim.url, tmp_path)
+    await run_jobs(config, *jobs)
+    before = (tmp_path / "manifest.jsonl").read_bytes()
+    asked = sim.sim.stats.count("ShowAsyncTtsJob")
+    summary = await run_jobs(config, *jobs)
+    assert summary.resume.skipped == 5
+    assert sim.sim.stats.count("ShowAsyncTtsJob") == asked
+    assert (tmp_path / "manifest.jsonl").read_bytes() == before
+
+
+@pytest.mark.anyio
+async def test_missing_or_altered_files_are_fetched_again(sim_factory: Any, tmp_path: Path) -> None:
+    """A deleted file and a file whose bytes changed: those two jobs are watched again."""
+    jobs = make_jobs(4)
+    sim = sim_factory(jobs)
+    config = run_config(sim.url, tmp_path)
+    await run_jobs(config, *jobs)
+    (tmp_path / "job-001.srt").unlink()
+    audio = tmp_path / "job-002.wav"
+    audio.write_bytes(audio.read_bytes()[:-1] + b"\x00")
+    summary = await run_jobs(config, *jobs)
+    assert (summary.resume.skipped, summary.resume.rewatched) == (2, 2)
+    assert (tmp_path / "job-001.srt").is_file()
+    last = {r["job_id"]: r for r in read_manifest(tmp_path)}
+    assert len(read_manifest(tmp_path)) == 6 and last["job-002"]["status"] == "SUCCEED"
+
+
+@pytest.mark.anyio
+async def test_failed_jobs_are_kept_unless_retry_failed(sim_factory: Any, tmp_path: Path) -> None:
+    """FAILED jobs are settled on rerun; --retry-failed watches them again."""
+    jobs = make_jobs(2)
+    sim = sim_factory(jobs, fail_percent=100)
+    await run_jobs(run_config(sim.url, tmp_path), *jobs)
+    again = await run_jobs(run_config(sim.url, tmp_path), *jobs)
+    assert again.resume.skipped == 2
+    retried = await run_jobs(run_config(sim.url, tmp_path, retry_failed=True), *jobs)
+    assert retried.resume.rewatched == 2
+    assert [r["status"] for r in read_manifest(tmp_path)] == ["FAILED"] * 4
+
+
+@pytest.mark.anyio
+async def test_invalid_lines_are_not_reported_twice(sim_factory: Any, tmp_path: Path) -> None:
+    """An INVALID line from the first run is not written again for the same place."""
+    sim = sim_factory([])
+    bad = InputError("jobs.txt", 3, "not valid JSON")
+    await run_jobs(run_config(sim.url, tmp_path), bad)
+    await run_jobs(run_config(sim.url, tmp_path), bad)
+    assert [r["status"] for r in read_manifest(tmp_path)] == ["INVALID"]
+
+
+@pytest.mark.anyio
+async def test_torn_last_line_and_partial_files_are_cleaned_up(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """After a crash mid-write: the torn line is cut, .part files removed, every job once."""
+    jobs = make_jobs(3)
+    sim = sim_factory(jobs)
+    config = run_config(sim.url, tmp_path)
+    await run_jobs(config, jobs[0])
+    with (tmp_path / "manifest.jsonl").open("ab") as f:
+        f.write(b'{"job_id":"job-001","status":"SUCC')  # the crash came mid-line
+    (tmp_path / "job-002.wav.part").write_bytes(b"half a file")
+    await run_jobs(config, *jobs)
+    lines = read_manifest(tmp_path)  # parses every line: the file is valid JSONL again
+    assert sorted(r["job_id"] for r in lines) == ["job-000", "job-001", "job-002"]
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_recover_reads_last_line_per_job(tmp_path: Path) -> None:
+    """recover() keeps each job's last line and reports torn bytes and unreadable lines."""
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(
+        b'{"job_id":"a","status":"FAILED"}\nnot json\n{"job_id":"a","status":"SUCCEED"}\n{"jo'
+    )
+    previous = recover(path)
+    assert previous.jobs["a"]["status"] == "SUCCEED"
+    assert (previous.torn_bytes, previous.unreadable_lines) == (4, (2,))
+    assert path.read_bytes().endswith(b"}\n")
+
+
+def test_sigint_stops_cleanly_with_130(sim_factory: Any, tmp_path: Path) -> None:
+    """SIGINT mid-run: exit 130 within the bound, no partial file, unfinished jobs unwritten."""
+    jobs = make_jobs(3)
+    sim = sim_factory(jobs, time_scale=100.0)  # jobs that take hours
+    (tmp_path / "jobs.txt").write_text("".join(f"{j.job_id}\n" for j in jobs))
+    env = dict(os.environ, HUAWEICLOUD_SDK_AK=TEST_AK, HUAWEICLOUD_SDK_SK=TEST_SK)
+    env["HUAWEICLOUD_SDK_PROJECT_ID"] = TEST_PROJECT_ID
+    command = [sys.executable, "-m", "watcher", "run", str(tmp_path / "jobs.txt")]
+    command += ["--endpoint", sim.url, "--out", str(tmp_path / "out"), "--cadence", "0.05"]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)  # noqa: S603
+    try:
+        deadline = time.monotonic() + 20
+        while sim.sim.stats.count("ShowAsyncTtsJob") < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    assert (tmp_path / "out" / "manifest.jsonl").read_bytes() == b""
+    assert not list((tmp_path / "out").glob("*.part"))
