@@ -135,10 +135,11 @@ async def test_cadence_is_never_exceeded(sim_factory: Any, tmp_path: Path) -> No
 
 @pytest.mark.anyio
 async def test_shared_rate_keeps_under_the_gateway_limit(sim_factory: Any, tmp_path: Path) -> None:
-    """Twenty eager jobs at --rate 40 against a 50/s gateway limit are never throttled."""
+    """Twenty eager jobs polled singly at --rate 40 against a 50/s gateway are never throttled."""
     jobs = make_jobs(20)
     sim = sim_factory(jobs, time_scale=0.02, rate_limit=50)
-    summary = await run_jobs(run_config(sim.url, tmp_path, replace(FAST, rate=40)), *jobs)
+    poll = replace(FAST, rate=40, strategy="single")
+    summary = await run_jobs(run_config(sim.url, tmp_path, poll), *jobs)
     assert summary.tally.all_succeeded
     assert summary.polls.requests > 20
     assert summary.polls.throttled == 0

@@ -82,6 +82,59 @@ def parse_status(body: Mapping[str, Any], request_id: str | None) -> JobStatus:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ListedJob:
+    """One job of a ShowTtsJob page: its id, creation time (epoch seconds, if given) and status."""
+
+    job_id: str
+    create_time: float | None
+    status: JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of ShowTtsJob: `count` jobs match the filters in all; `jobs` is this page."""
+
+    count: int
+    jobs: tuple[ListedJob, ...]
+
+
+def parse_time(value: object) -> float | None:
+    """A creation time as epoch seconds: ISO 8601 text, or epoch seconds or milliseconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value) / 1000 if value > 1e11 else float(value)
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return float(value) if value.replace(".", "", 1).isdigit() else None
+    return None
+
+
+def format_time(epoch: float) -> str:
+    """Epoch seconds as the list call's `create_since`/`create_until` value."""
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_listed(item: Mapping[str, Any], request_id: str | None) -> ListedJob | None:
+    """A TtsJobDetail as a ListedJob; None when it has no usable id or state."""
+    job_id, state = item.get("job_id"), item.get("job_state")
+    if not isinstance(job_id, str) or not isinstance(state, str) or not state:
+        return None
+    files = item.get("files")
+    first = files[0] if isinstance(files, list) and files and isinstance(files[0], dict) else {}
+    links = {
+        kind: url
+        for kind, name in FILE_FIELDS.items()
+        if isinstance(url := first.get(name), str) and url
+    }
+    message = item.get("fail_msg") if state == "FAILED" else None
+    status = JobStatus(
+        state, links, message=str(message) if message else None, request_id=request_id
+    )
+    return ListedJob(job_id, parse_time(item.get("create_time")), status)
+
+
 def _error(status: int, body: bytes, headers: Mapping[str, str]) -> ApiError:
     """The exception an error answer stands for."""
     request_id = headers.get("X-Request-Id")
@@ -185,6 +238,32 @@ class MetaStudioClient:
         if not isinstance(body, dict):
             raise TransportError(f"ShowAsyncTtsJob {job_id}: answer is not a JSON object")
         return parse_status(body, request_id)
+
+    async def list_jobs(
+        self,
+        *,
+        offset: int,
+        limit: int = 100,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> JobPage:
+        """ShowTtsJob: one page of async jobs, newest first, created within [since, until]."""
+        query = [("job_type", "ASYNC_JOB"), ("limit", str(limit)), ("offset", str(offset))]
+        if since is not None:
+            query.append(("create_since", format_time(since)))
+        if until is not None:
+            query.append(("create_until", format_time(until)))
+        body, request_id = await self._call(
+            "GET", f"/v1/{self._config.project_id}/ttsc/tts-jobs", query
+        )
+        if not isinstance(body, dict) or not isinstance(body.get("data", []), list):
+            raise TransportError("ShowTtsJob: answer is not a page of jobs")
+        items = body.get("data") or []
+        jobs = tuple(
+            j for item in items if isinstance(item, dict) and (j := parse_listed(item, request_id))
+        )
+        count = body.get("count")
+        return JobPage(count if isinstance(count, int) else len(jobs), jobs)
 
     async def create_job(self, fields: Mapping[str, Any]) -> str:
         """CreateAsyncTtsJob: the new job's id; `fields` is the body (text, voice_asset_id...)."""

@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--download-workers", type=positive(int), default=8, help="jobs downloaded at once (8)"
     )
+    run.add_argument(
+        "--poll",
+        choices=["auto", "single", "list"],
+        default="auto",
+        help="single GETs, list-call sweeps, or list sweeps when single GETs cannot keep up (auto)",
+    )
     run.add_argument("--job-timeout", type=positive(float), help="seconds before a job is TIMEOUT")
     run.add_argument(
         "--max-retries",
@@ -102,6 +108,7 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | 
             rate=args.rate,
             job_timeout=args.job_timeout,
             retry=replace(PollPolicy().retry, attempts=attempts),
+            strategy=args.poll,
         ),
         download=DownloadPolicy(
             workers=int(args.download_workers),

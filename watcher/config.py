@@ -35,7 +35,12 @@ class PollPolicy:
     between them (never shorter than the cadence).
     `throttle_pause`: how long everyone waits after a 429 without a Retry-After header.
     `auth_failures`: consecutive refused requests that stop the run (the gateway locks a key
-    after more than 5; one refusal among successes can be a hiccup, three in a row is not).
+    after more than 5; one refusal among successes can be a hiccup, three in a row is not);
+    after each refusal everyone waits `auth_pause` seconds.
+    `strategy`: `single` (one GET per job), `list` (list-call sweeps) or `auto` (sweeps when
+    single GETs cannot keep up); `rate` applies to each API on its own, as the gateway counts.
+    `list_lookback`: how far before its admission a job of unknown creation time may have been
+    created, for the first sweeps' window.
     """
 
     cadence: float = 3.0
@@ -44,7 +49,10 @@ class PollPolicy:
     retry: RetryPolicy = RetryPolicy()
     throttle_pause: float = 2.0
     auth_failures: int = 3
+    auth_pause: float = 1.0
     max_in_flight: int = 64
+    strategy: str = "auto"
+    list_lookback: float = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)

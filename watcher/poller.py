@@ -1,15 +1,16 @@
 """The poller: admits jobs as input arrives, asks about each when it is due, routes what it learns.
 
-One loop takes the most overdue job from the `Schedule`, waits for the shared `RateLimiter`, and
-starts one short task for its request (at most `max_in_flight` at once). The answer decides:
+One loop takes the most overdue job from the `Schedule`, waits for the ShowAsyncTtsJob rate
+limit, and starts one short task for its request (at most `max_in_flight` at once). Every answer,
+whether from that single GET or from a list sweep (`sweeper.py`), goes through `observe`:
 
-    WAITING / PROCESSING  -> back into the schedule, one cadence after this request was sent
-    SUCCEED               -> the download pool (`Finished`)
+    WAITING / PROCESSING  -> polled again one cadence after it was read; while list sweeps carry
+                             the polling, a job they can see gets no single GETs at all
+    SUCCEED               -> the download pool (`Finished`); from the list without an audio link:
+                             a single GET first, for the links
     FAILED, unknown state -> the manifest (FAILED / ERROR), with the API's code and message
-    transient error       -> back into the schedule after a jittered backoff; too many in a
-                             row: ERROR with the last error
-    429                   -> everyone pauses (Retry-After if given) and the pace halves, then
-                             recovers; the job is asked again later
+    transient error       -> polled again after a jittered backoff; too many in a row: ERROR
+    429                   -> everyone pauses (Retry-After if given), the pace halves and recovers
     401 / auth error      -> everyone pauses 1 s; `auth_failures` in a row across the run are
                              raised and stop the run (unfinished jobs are not written)
     deadline passed       -> TIMEOUT
@@ -24,9 +25,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import structlog
@@ -40,7 +42,7 @@ from watcher.errors import ApiError, AuthError, InputError, ThrottledError, Tran
 from watcher.inputs import Job
 from watcher.manifest import ErrorInfo, JobResult
 from watcher.ratelimit import RateLimiter
-from watcher.schedule import Schedule, Watched, next_poll
+from watcher.schedule import Schedule, Watched
 
 log = structlog.get_logger("watcher.poller")
 
@@ -53,9 +55,18 @@ class PollStats:
     duplicates: int = 0
     invalid: int = 0
     requests: int = 0
+    list_requests: int = 0
     throttled: int = 0
     errors: int = 0
     retries: int = 0
+    sightings: int = 0
+    gap_total: float = 0.0
+    gaps: int = 0
+
+    @property
+    def effective_cadence(self) -> float | None:
+        """Mean seconds between two readings of the same pending job (None before any)."""
+        return self.gap_total / self.gaps if self.gaps else None
 
 
 class Poller:
@@ -78,37 +89,55 @@ class Poller:
         self._policy = policy
         self._downloads = downloads
         self._results = results
-        self._clock = clock
-        self._wall_clock = wall_clock
+        self.clock = clock
+        self.wall_clock = wall_clock
         self._schedule = Schedule()
         self._seen: set[str] = set()
-        self._unfinished = 0
+        self.pending: dict[str, Watched] = {}
         self._input_done = False
         self._wake = anyio.Event()
         self._in_flight = anyio.Semaphore(policy.max_in_flight)
         self._rng = rng or random.Random()
         self._auth_failures = 0
+        self.sweeping = False
         self.stats = PollStats()
 
+    def list_mode(self) -> bool:
+        """Whether list sweeps should carry the polling now (with hysteresis for `auto`)."""
+        strategy = self._policy.strategy
+        if strategy == "single":
+            return False
+        listable = sum(1 for w in self.pending.values() if w.listable)
+        if strategy == "list":
+            return listable > 0
+        capacity = self._policy.rate * self._policy.cadence
+        return listable > (capacity / 2 if self.sweeping else capacity)
+
     @property
-    def unfinished(self) -> int:
-        """Jobs admitted and not yet final."""
-        return self._unfinished
+    def done(self) -> bool:
+        """Whether the input is exhausted and every admitted job is final."""
+        return self._input_done and not self.pending
 
     async def run(
-        self, inputs: AsyncIterator[Job | InputError], stop: anyio.Event | None = None
+        self,
+        inputs: AsyncIterator[Job | InputError],
+        stop: anyio.Event | None = None,
+        helpers: tuple[Callable[[], Coroutine[Any, Any, None]], ...] = (),
     ) -> None:
         """Watch every job `inputs` yields until each is final, or until `stop` is set.
 
+        `helpers` (e.g. a sweeper's `run`) run beside the loop and are cancelled when it ends.
         Closes both output streams when it returns.
         """
         async with self._downloads, self._results, anyio.create_task_group() as outer:
             if stop is not None:
                 outer.start_soon(self._stop_on, stop, outer.cancel_scope)
+            for helper in helpers:
+                outer.start_soon(helper)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._admit, inputs)
                 await self._loop(tg)
-            outer.cancel_scope.cancel()  # every poll is done; the stop watcher has nothing to do
+            outer.cancel_scope.cancel()  # every poll is done; helpers have nothing left to do
 
     @staticmethod
     async def _stop_on(stop: anyio.Event, scope: anyio.CancelScope) -> None:
@@ -118,6 +147,29 @@ class Poller:
     def _notify(self) -> None:
         self._wake.set()
 
+    def _push(self, w: Watched, due: float) -> None:
+        """(Re)schedule `w` and wake the loop, which may be sleeping towards a later time.
+
+        `due` infinite keeps only the job's deadline, if it has one, in the schedule.
+        """
+        if due == math.inf and w.deadline is None:
+            w.ticket += 1  # retire whatever entry it had
+            return
+        self._schedule.push(w, due)
+        self._notify()
+
+    def set_sweeping(self, on: bool) -> None:
+        """Start or stop leaving listable jobs to sweeps; stopping gives them single GETs again."""
+        if self.sweeping and not on:
+            now = self.clock()
+            for w in self.pending.values():
+                self._push(w, now)
+        self.sweeping = on
+
+    def poll_singly(self, w: Watched) -> None:
+        """Sweeps cannot see `w` (or lack its links): give it single GETs from now on."""
+        self._push(w, self.clock())
+
     async def _admit(self, inputs: AsyncIterator[Job | InputError]) -> None:
         async for item in inputs:
             if isinstance(item, InputError):
@@ -125,146 +177,161 @@ class Poller:
                 log.warning(
                     "bad input line", source=item.source, line=item.line, reason=item.reason
                 )
+                error = ErrorInfo("INVALID_INPUT", str(item))
                 await self._results.send(
-                    JobResult(
-                        job_id=None,
-                        status="INVALID",
-                        error=ErrorInfo("INVALID_INPUT", str(item)),
-                        source=item.source,
-                        line=item.line,
-                    )
+                    JobResult(None, "INVALID", error=error, source=item.source, line=item.line)
                 )
                 continue
             if item.job_id in self._seen:
                 self.stats.duplicates += 1
-                log.info(
-                    "duplicate job id skipped",
-                    job_id=item.job_id,
-                    source=item.source,
-                    line=item.line,
-                )
+                log.info("duplicate job id skipped", job_id=item.job_id, line=item.line)
                 continue
             self._seen.add(item.job_id)
-            now = self._clock()
+            now = self.clock()
             timeout = self._policy.job_timeout
-            watched = Watched(
-                item, admitted=now, deadline=None if timeout is None else now + timeout
-            )
-            self._schedule.push(watched, now)
-            self._unfinished += 1
+            w = Watched(item, admitted=now, deadline=None if timeout is None else now + timeout)
+            self.pending[w.job_id] = w
+            if self.list_mode():  # the next sweep reads it; only its deadline needs an entry
+                self.set_sweeping(True)
+                self._push(w, math.inf)
+            else:
+                self._push(w, now)
             self.stats.admitted += 1
             self._notify()
         self._input_done = True
         self._notify()
 
     async def _loop(self, tg: TaskGroup) -> None:
-        while not (self._input_done and self._unfinished == 0):
-            now = self._clock()
-            watched = self._schedule.pop_due(now)
-            if watched is None:
+        while not self.done:
+            now = self.clock()
+            w = self._schedule.pop_due(now)
+            if w is None:
                 due = self._schedule.next_due()
                 self._wake = anyio.Event()
                 with anyio.move_on_after(math.inf if due is None else due - now):
                     await self._wake.wait()
                 continue
-            if watched.deadline is not None and now >= watched.deadline:
-                await self._conclude(
-                    watched,
-                    "TIMEOUT",
-                    ErrorInfo(
-                        "TIMEOUT",
-                        f"not final after {self._policy.job_timeout:g} s; "
-                        f"last state {watched.state}",
-                    ),
-                )
+            if w.deadline is not None and now >= w.deadline:
+                last = f"not final after {self._policy.job_timeout:g} s; last state {w.state}"
+                await self.conclude(w, "TIMEOUT", ErrorInfo("TIMEOUT", last))
+                continue
+            if self.sweeping and w.listable:  # sweeps read it; keep only its deadline
+                self._push(w, math.inf)
                 continue
             await self._in_flight.acquire()
             await self._limiter.acquire()
-            tg.start_soon(self._poll, watched)
+            tg.start_soon(self._poll, w)
 
-    async def _poll(self, watched: Watched) -> None:
+    async def _poll(self, w: Watched) -> None:
         try:
-            await self._ask(watched)
+            await self._ask(w)
         finally:
             self._in_flight.release()
 
     async def _ask(self, w: Watched) -> None:
-        sent = self._clock()
-        if w.first_poll is None:
-            w.first_poll, w.first_poll_at = sent, self._wall_clock()
-        w.polls += 1
+        sent = self.clock()
         self.stats.requests += 1
+        self._count_reading(w, sent)
         try:
             status = await self._client.show_job(w.job_id)
         except AuthError as exc:
-            self._refused(w, exc)
+            self.refused(exc)
+            self._push(w, self.clock() + max(self._policy.auth_pause, self._policy.cadence))
         except ThrottledError as exc:
-            self.stats.throttled += 1
-            pause = exc.retry_after if exc.retry_after is not None else self._policy.throttle_pause
-            self._limiter.throttled(pause)
-            log.warning("throttled", job_id=w.job_id, pause_s=pause, request_id=exc.request_id)
-            self._reschedule(w, self._clock() + pause)
+            pause = self.throttled(self._limiter, exc)
+            self._push(w, self.clock() + pause)
         except (ApiError, TransportError) as exc:
             await self._failed_request(w, exc)
         else:
-            self._auth_failures = 0
-            self._limiter.succeeded()
+            self.succeeded(self._limiter)
             w.errors = 0
-            w.state = status.state
-            await self._answered(w, status, sent)
+            await self.observe(w, status, sent, listed=False)
+            if not w.final:
+                self._push(w, sent + self._policy.cadence)
 
-    def _refused(self, w: Watched, exc: AuthError) -> None:
-        """Count a refusal; raise it once `auth_failures` came in a row, else pause and retry."""
+    def succeeded(self, limiter: RateLimiter) -> None:
+        """An API request was answered: refusals are no longer in a row; the pace recovers."""
+        self._auth_failures = 0
+        limiter.succeeded()
+
+    def throttled(self, limiter: RateLimiter, exc: ThrottledError) -> float:
+        """A 429: slow `limiter` down; return the pause taken."""
+        self.stats.throttled += 1
+        pause = exc.retry_after if exc.retry_after is not None else self._policy.throttle_pause
+        limiter.throttled(pause)
+        log.warning("throttled", pause_s=pause, request_id=exc.request_id)
+        return pause
+
+    def refused(self, exc: AuthError) -> None:
+        """Count a refusal; raise it once `auth_failures` came in a row, else pause everyone."""
         self._auth_failures += 1
         if self._auth_failures >= self._policy.auth_failures:
             raise exc
-        log.warning("credentials refused, pausing", job_id=w.job_id, error=str(exc))
-        self._limiter.pause(1.0)
-        self._reschedule(w, self._clock() + max(1.0, self._policy.cadence))
+        log.warning("credentials refused, pausing", error=str(exc))
+        self._limiter.pause(self._policy.auth_pause)
 
     async def _failed_request(self, w: Watched, exc: ApiError | TransportError) -> None:
         self.stats.errors += 1
-        code = exc.code if isinstance(exc, ApiError) else "TRANSPORT"
-        message = exc.message if isinstance(exc, ApiError) else str(exc)
-        request_id = exc.request_id if isinstance(exc, ApiError) else None
         w.errors += 1
         if exc.transient and w.errors < self._policy.retry.attempts:
             self.stats.retries += 1
             delay = max(self._policy.cadence, self._policy.retry.delay(w.errors, self._rng))
             log.info("poll failed, will retry", job_id=w.job_id, error=str(exc), retry_in_s=delay)
-            self._reschedule(w, self._clock() + delay)
+            self._push(w, self.clock() + delay)
             return
-        await self._conclude(w, "ERROR", ErrorInfo(code, message, request_id))
+        if isinstance(exc, ApiError):
+            error = ErrorInfo(exc.code, exc.message, exc.request_id)
+        else:
+            error = ErrorInfo("TRANSPORT", str(exc))
+        await self.conclude(w, "ERROR", error)
 
-    async def _answered(self, w: Watched, status: JobStatus, sent: float) -> None:
+    async def observe(self, w: Watched, status: JobStatus, at: float, *, listed: bool) -> None:
+        """Take in one reading of a job's status, read at `at`, and route it."""
+        if w.final:
+            return
+        if listed:
+            self.stats.sightings += 1
+            self._count_reading(w, at)
+        if w.last_seen is not None and at > w.last_seen:
+            self.stats.gap_total += at - w.last_seen
+            self.stats.gaps += 1
+        w.last_seen = at
+        w.state = status.state
         if not status.final:
-            self._reschedule(w, next_poll(sent, self._policy.cadence))
             return
         if status.failed:
-            error = ErrorInfo(
-                status.code or "FAILED", status.message or "the job failed", status.request_id
-            )
-            await self._conclude(w, "FAILED", error)
+            code = status.code or "FAILED"
+            error = ErrorInfo(code, status.message or "the job failed", status.request_id)
+            await self.conclude(w, "FAILED", error)
+        elif status.state == "SUCCEED" and listed and "audio" not in status.links:
+            w.listable = False  # the list gave no audio link: ask the job itself for it
+            self.poll_singly(w)
         elif status.state == "SUCCEED":
-            self._unfinished -= 1
-            self._notify()
             log.info("job succeeded", job_id=w.job_id, polls=w.polls)
-            await self._downloads.send(Finished(w, status, self._clock(), self._wall_clock()))
+            finished = Finished(w, status, self.clock(), self.wall_clock())
+            await self._hand_off(w, self._downloads.send(finished))
         else:
-            error = ErrorInfo(
-                "UNKNOWN_STATE", f"the API reported state {status.state!r}", status.request_id
-            )
-            await self._conclude(w, "ERROR", error)
+            message = f"the API reported state {status.state!r}"
+            await self.conclude(w, "ERROR", ErrorInfo("UNKNOWN_STATE", message, status.request_id))
 
-    def _reschedule(self, w: Watched, due: float) -> None:
-        self._schedule.push(w, due)
-        self._notify()
+    def _count_reading(self, w: Watched, at: float) -> None:
+        """One more request for (or list sighting of) `w`, made at `at`."""
+        w.polls += 1
+        if w.first_poll is None:
+            w.first_poll, w.first_poll_at = at, self.wall_clock()
 
-    async def _conclude(self, w: Watched, status: str, error: ErrorInfo) -> None:
+    async def _hand_off(self, w: Watched, send: Awaitable[None]) -> None:
+        """Mark `w` final, await its hand-off downstream, and only then stop counting it as
+        pending: the loop (and with it any sweep still sending) ends only after every send."""
+        w.final = True
+        try:
+            await send
+        finally:
+            self.pending.pop(w.job_id, None)
+            self._notify()
+
+    async def conclude(self, w: Watched, status: str, error: ErrorInfo) -> None:
         """Write a final line for a job that will not be downloaded."""
-        self._unfinished -= 1
-        self._notify()
         log.info("job final", job_id=w.job_id, status=status, code=error.code, polls=w.polls)
-        await self._results.send(
-            w.result(status, now=self._clock(), now_at=self._wall_clock(), error=error)
-        )
+        result = w.result(status, now=self.clock(), now_at=self.wall_clock(), error=error)
+        await self._hand_off(w, self._results.send(result))

@@ -3,6 +3,9 @@
 Costs O(log n) per poll and one small record per job, not a sleeping task per job. The job that has
 been due the longest goes first (ties: the one admitted first), so when the shared budget is short
 every job's wait grows alike and nobody starves. Pure data; the clock is the caller's.
+
+Each job has at most one live entry: pushing a job again retires the entry it had, which
+`pop_due` then skips, so rescheduling never leaves a stale poll behind.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ class Watched:
     state: str | None = None
     first_poll: float | None = None
     first_poll_at: datetime | None = field(default=None)
+    last_seen: float | None = None
+    final: bool = False
+    create_time: float | None = None
+    listable: bool = True
+    sweeps_missed: int = 0
+    ticket: int = 0
 
     @property
     def job_id(self) -> str:
@@ -64,26 +73,29 @@ class Schedule:
     __slots__ = ("_heap", "_seq")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Watched]] = []
+        self._heap: list[tuple[float, int, int, Watched]] = []
         self._seq = count()
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def push(self, watched: Watched, due: float) -> None:
-        """Poll `watched` at `due` or later; a deadline earlier than `due` wins."""
+        """Poll `watched` at `due` or later, retiring any entry it had; an earlier deadline wins."""
         if watched.deadline is not None:
             due = min(due, watched.deadline)
-        heapq.heappush(self._heap, (due, next(self._seq), watched))
+        watched.ticket += 1
+        heapq.heappush(self._heap, (due, next(self._seq), watched.ticket, watched))
 
     def next_due(self) -> float | None:
         """When the earliest job is due, or None when nothing is scheduled."""
         return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: float) -> Watched | None:
-        """The job due longest ago, if any is due at `now`."""
-        if self._heap and self._heap[0][0] <= now:
-            return heapq.heappop(self._heap)[2]
+        """The job due longest ago, if any is due at `now` (retired entries are dropped)."""
+        while self._heap and self._heap[0][0] <= now:
+            _, _, ticket, watched = heapq.heappop(self._heap)
+            if ticket == watched.ticket and not watched.final:
+                return watched
         return None
 
 

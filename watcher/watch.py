@@ -29,6 +29,7 @@ from watcher.manifest import JobResult, Previous, Tally, open_manifest, recover,
 from watcher.poller import Poller, PollStats
 from watcher.ratelimit import RateLimiter
 from watcher.resume import ResumeStats, remove_partials, unsettled
+from watcher.sweeper import Sweeper
 
 log = structlog.get_logger("watcher.watch")
 
@@ -104,7 +105,7 @@ async def _watch(
     try:
         async with api_session, download_session, anyio.create_task_group() as tg:
             client = MetaStudioClient(config.api, api_session)
-            limiter = RateLimiter(config.poll.rate)
+            limiter = RateLimiter(config.poll.rate)  # ShowAsyncTtsJob's; the list call has its own
 
             async def refresh(job_id: str) -> JobStatus:
                 await limiter.acquire()
@@ -120,7 +121,11 @@ async def _watch(
                         download_worker, download, finished_rx.clone(), results_tx.clone()
                     )
                 poller = Poller(client, limiter, config.poll, finished_tx, results_tx.clone())
-            await poller.run(todo, stop)
+            helpers = []
+            if config.poll.strategy != "single":
+                list_limiter = RateLimiter(config.poll.rate)
+                helpers.append(Sweeper(client, list_limiter, poller, config.poll).run)
+            await poller.run(todo, stop, tuple(helpers))
     finally:
         if config.manifest is not None:
             manifest.close()
