@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format soak clean
+.PHONY: demo test lint format soak bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("watcher needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -28,6 +28,10 @@ lint: $(STAMP)
 # Not part of `make test`: minutes of faults and SIGKILLs, printing what it checked.
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
+
+# Not part of `make test`: the polling, overhead, scale and download benchmarks (bench/README.md).
+bench: $(STAMP)
+	$(BIN)/python bench/bench_all.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
