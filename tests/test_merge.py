@@ -1,0 +1,149 @@
+"""`watcher merge`: one line per job from many manifests, by the documented rules."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from watcher.errors import ConfigError
+from watcher.manifest import ErrorInfo, JobResult
+from watcher.merge import add_arguments, finished_at, merge, run
+from watcher.report import Entry, Report
+
+T0 = datetime(2026, 11, 25, 2, 0, 7, tzinfo=UTC)
+
+
+def _result(job_id: str | None, status: str, at: float, **fields: Any) -> JobResult:
+    error = None if status == "SUCCEED" else ErrorInfo("CODE", status)
+    return JobResult(job_id, status, finished_at=T0 + timedelta(seconds=at), error=error, **fields)
+
+
+def _write(path: Path, *results: JobResult, tail: bytes = b"") -> Path:
+    path.write_bytes(b"".join(r.to_json() for r in results) + tail)
+    return path
+
+
+def _lines(data: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
+def _run(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return run(parser.parse_args(list(argv)))
+
+
+def _winners(*results: JobResult) -> list[tuple[str | None, str, str]]:
+    entries = [Entry("m", i, orjson.loads(r.to_json())) for i, r in enumerate(results, 1)]
+    return [(r["job_id"], r["status"], r["finished_at"]) for r in merge(entries).records]
+
+
+def test_shards_are_concatenated_in_order(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """Disjoint shard manifests become one, file by file, with counts on stderr."""
+    a = _write(tmp_path / "0.jsonl", _result("a", "SUCCEED", 1), _result("b", "FAILED", 2))
+    b = _write(tmp_path / "1.jsonl", _result("c", "SUCCEED", 3))
+    assert _run(str(a), str(b)) == 0
+    captured = capsysbinary.readouterr()
+    assert [r["job_id"] for r in _lines(captured.out)] == ["a", "b", "c"]
+    assert captured.err.decode() == (
+        "watcher merge: read 3 lines from 2 manifests; wrote 3; 0 superseded\n"
+    )
+
+
+def test_a_succeed_line_beats_any_other_whenever_it_finished() -> None:
+    """SUCCEED wins over FAILED/ERROR/TIMEOUT, earlier or later, read first or last."""
+    assert _winners(
+        _result("a", "FAILED", 1), _result("a", "SUCCEED", 2), _result("a", "ERROR", 3)
+    ) == [("a", "SUCCEED", "2026-11-25T02:00:09Z")]
+    assert _winners(_result("b", "SUCCEED", 1), _result("b", "TIMEOUT", 9)) == [
+        ("b", "SUCCEED", "2026-11-25T02:00:08Z")
+    ]
+
+
+def test_otherwise_the_latest_finished_at_wins_by_time_not_by_text() -> None:
+    """Among equals the later finish wins, compared as times (`07.5Z` is after `07Z`)."""
+    late = _result("a", "ERROR", 0.5)  # 02:00:07.5Z sorts before 02:00:07Z as text
+    early = _result("a", "FAILED", 0)
+    assert _winners(late, early) == [("a", "ERROR", "2026-11-25T02:00:07.500000Z")]
+    assert _winners(_result("s", "SUCCEED", 5), _result("s", "SUCCEED", 4))[0][2].endswith("12Z")
+
+
+def test_ties_and_missing_times_go_to_the_line_read_last() -> None:
+    """With equal or absent finished_at the later line wins; a bad time counts as oldest."""
+    first, second = _result("a", "FAILED", 1), _result("a", "ERROR", 1)
+    assert _winners(first, second)[0][1] == "ERROR"
+    assert finished_at({"finished_at": "yesterday"}) == datetime.min.replace(tzinfo=UTC)
+    assert finished_at({"finished_at": "2026-11-25T02:00:07"}).tzinfo is UTC
+
+
+def test_invalid_lines_are_deduplicated_by_their_input_location(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """The same bad input line reported by every shard is kept once; other bad lines stay."""
+    bad4 = JobResult(None, "INVALID", source="jobs.jsonl", line=4)
+    bad7 = JobResult(None, "INVALID", source="jobs.jsonl", line=7)
+    a = _write(tmp_path / "0.jsonl", bad4, _result("a", "SUCCEED", 1), bad7)
+    b = _write(tmp_path / "1.jsonl", bad4, _result("b", "SUCCEED", 1), bad7)
+    out = tmp_path / "merged.jsonl"
+    assert _run(str(a), str(b), "-o", str(out)) == 0
+    rows = [(r["job_id"], r.get("line")) for r in _lines(out.read_bytes())]
+    assert rows == [(None, 4), ("a", None), (None, 7), ("b", None)]
+    assert b"wrote 4; 2 superseded" in capsysbinary.readouterr().err
+
+
+def test_damaged_lines_are_skipped_with_a_warning_and_exit_1(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """A torn last line is skipped and named; the rest is merged and written; exit 1."""
+    a = _write(tmp_path / "0.jsonl", _result("a", "SUCCEED", 1), tail=b'{"job_id": "b", "st')
+    out = tmp_path / "merged.jsonl"
+    assert _run(str(a), "-o", str(out)) == 1
+    err = capsysbinary.readouterr().err.decode()
+    assert f"{a}:2: skipped: torn last line" in err
+    assert "1 unreadable lines skipped" in err
+    assert [r["job_id"] for r in _lines(out.read_bytes())] == ["a"]
+
+
+def test_output_may_replace_an_input(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """-o naming an input is safe (written aside, then renamed) and leaves no temporary file."""
+    total = _write(
+        tmp_path / "manifest.jsonl", _result("a", "FAILED", 1), _result("b", "SUCCEED", 1)
+    )
+    rerun = _write(tmp_path / "rerun.jsonl", _result("a", "SUCCEED", 5))
+    assert _run(str(total), str(rerun), "-o", str(total)) == 0
+    assert [(r["job_id"], r["status"]) for r in _lines(total.read_bytes())] == [
+        ("a", "SUCCEED"),
+        ("b", "SUCCEED"),
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.jsonl", "rerun.jsonl"]
+    report = Report.from_path(str(total))
+    assert (report.ok, report.superseded) == (True, 0)
+
+
+def test_output_folder_is_created(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """-o into a folder that does not exist yet creates it."""
+    a = _write(tmp_path / "0.jsonl", _result("a", "SUCCEED", 1))
+    out = tmp_path / "new" / "dir" / "manifest.jsonl"
+    assert _run(str(a), "--output", str(out)) == 0
+    assert len(_lines(out.read_bytes())) == 1
+
+
+def test_missing_input_is_a_config_error(tmp_path: Path) -> None:
+    """An input that does not exist is a ConfigError naming it; nothing is written."""
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(ConfigError, match=r"missing\.jsonl"):
+        _run(str(tmp_path / "missing.jsonl"), "-o", str(out))
+    assert not out.exists()
+    with pytest.raises(ConfigError, match="only once"):
+        _run("-", "-")

@@ -1,0 +1,414 @@
+"""`watcher submit`: one TTS job per input line, each new job id printed as a JSON line.
+
+    TEXTS.jsonl ─line─▶ Request ─▶ RateLimiter (--rate) ─▶ CreateAsyncTtsJob ─▶ stdout, in order
+
+An input line is a JSON object with `text`. Its CreateAsyncTtsJob body fields (`BODY_FIELDS`) go
+into the request, with the flags as defaults for the ones it lacks; every other field is passed
+through to the output line `{"job_id": ..., <pass-through fields>}`, which `watcher run` reads
+with the other fields as `meta`: `watcher submit texts.jsonl | watcher run` works.
+
+Requests leave in input order, evenly spaced by the limiter, up to `max_in_flight` at once; output
+lines (and messages about lines) come in input order too, each as soon as its line and every line
+before it are settled. A bad line is reported with its file and line number and skipped; an API
+error is reported with the line, code and request id, and the run goes on. A 429 is retried after
+a pause; nothing else is, because a POST retried after a lost answer could create the job twice.
+An AuthError stops everything at once: requests not yet sent are not sent, the ones in flight are
+awaited so that no created job goes unprinted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import aiohttp
+import anyio
+import anyio.to_thread
+import orjson
+
+from watcher.api import USER_AGENT, MetaStudioClient
+from watcher.config import ApiConfig
+from watcher.errors import (
+    ApiError,
+    AuthError,
+    ConfigError,
+    InputError,
+    ThrottledError,
+    TransportError,
+    WatcherError,
+)
+from watcher.inputs import MAX_LINE_BYTES as RUN_LINE_BYTES
+from watcher.options import add_api_arguments, api_config, positive
+from watcher.ratelimit import RateLimiter
+
+# The CreateAsyncTtsJob body fields a line may carry; its other fields are passed through.
+BODY_FIELDS = frozenset(
+    {
+        "text",
+        "voice_asset_id",
+        "audio_format",
+        "need_timestamp",
+        "gen_srt",
+        "speed",
+        "pitch",
+        "volume",
+        "priority",
+        "callback_config",
+    }
+)
+# A text may be 100,000 characters; with JSON escapes a line can be several times that.
+MAX_LINE_BYTES = 1024 * 1024
+
+
+class JobCreator(Protocol):
+    """What submitting needs of the API client."""
+
+    async def create_job(self, fields: Mapping[str, Any]) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One job to create: its CreateAsyncTtsJob body, the fields printed beside its id, and where
+    its line was read."""
+
+    body: Mapping[str, Any]
+    passthrough: Mapping[str, Any]
+    source: str = "-"
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitPolicy:
+    """`max_in_flight` requests at most at once (sent or waiting for their slot); a 429 is tried
+    again up to `throttle_retries` times, after its Retry-After or `throttle_pause` seconds."""
+
+    max_in_flight: int = 64
+    throttle_retries: int = 5
+    throttle_pause: float = 2.0
+
+
+@dataclass(slots=True)
+class SubmitTally:
+    """What happened to the lines: `lines` counts every line that was not blank or a comment."""
+
+    lines: int = 0
+    created: int = 0
+    bad: int = 0
+    failed: int = 0
+    skipped: int = 0
+    auth_error: AuthError | None = None
+
+    @property
+    def all_submitted(self) -> bool:
+        """Whether every line became a job."""
+        return self.created == self.lines
+
+
+def parse_request(
+    raw: bytes | None,
+    source: str,
+    line: int,
+    defaults: Mapping[str, Any],
+    *,
+    keep_text: bool = False,
+) -> Request | None:
+    """The request on one input line (None for a blank line or `#` comment); InputError if bad.
+
+    `raw` None stands for a line longer than MAX_LINE_BYTES. Fields of the line win over
+    `defaults`. With `keep_text` the text is printed beside the job id too.
+    """
+    if raw is None:
+        raise InputError(source, line, f"line is longer than {MAX_LINE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise InputError(source, line, f"not UTF-8 (byte {exc.start + 1})") from None
+    if not text or text.startswith("#"):
+        return None
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(source, line, f"not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InputError(source, line, "not a JSON object")
+    if "text" not in doc:
+        raise InputError(source, line, "no 'text'")
+    if not isinstance(doc["text"], str):
+        raise InputError(source, line, f"'text' must be a string, not {type(doc['text']).__name__}")
+    if not doc["text"].strip():
+        raise InputError(source, line, "'text' is empty")
+    if "job_id" in doc:
+        raise InputError(source, line, "has a 'job_id': is this line already submitted?")
+    body = {**defaults, **{k: v for k, v in doc.items() if k in BODY_FIELDS}}
+    if not body.get("voice_asset_id"):
+        raise InputError(source, line, "no 'voice_asset_id' on the line and no --voice-asset-id")
+    passthrough = {
+        k: v for k, v in doc.items() if k not in BODY_FIELDS or (keep_text and k == "text")
+    }
+    return Request(body, passthrough, source, line)
+
+
+async def read_lines(paths: Sequence[str]) -> AsyncIterator[tuple[str, int, bytes | None]]:
+    """(source, line number, bytes) of each line of each path in turn (`-` or none: stdin).
+
+    Each line is yielded as soon as it is complete; an over-long line is yielded as None.
+    """
+    for path in paths or ["-"]:
+        if path == "-":
+            async for item in _lines(sys.stdin.buffer, "<stdin>"):
+                yield item
+            continue
+        with open(path, "rb") as stream:  # noqa: ASYNC230 - opening is instant; reads are threaded
+            async for item in _lines(stream, path):
+                yield item
+
+
+async def _lines(stream: IO[bytes], source: str) -> AsyncIterator[tuple[str, int, bytes | None]]:
+    async def readline(limit: int) -> bytes:
+        data: bytes = await anyio.to_thread.run_sync(stream.readline, limit, abandon_on_cancel=True)
+        return data
+
+    number = 0
+    while raw := await readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):  # drop the rest of it as it comes
+                raw = await readline(64 * 1024)
+            yield source, number, None
+        else:
+            yield source, number, raw
+
+
+async def read_requests(
+    paths: Sequence[str], defaults: Mapping[str, Any], *, keep_text: bool = False
+) -> AsyncGenerator[Request | InputError, None]:
+    """The requests, and the bad lines, of `paths` in order."""
+    async for source, number, raw in read_lines(paths):
+        try:
+            request = parse_request(raw, source, number, defaults, keep_text=keep_text)
+        except InputError as exc:
+            yield exc
+            continue
+        if request is not None:
+            yield request
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A request on its way; `done` is set once it is settled, one way or another."""
+
+    request: Request
+    done: anyio.Event = field(default_factory=anyio.Event)
+    job_id: str | None = None
+    error: WatcherError | None = None
+
+
+def describe(error: WatcherError) -> str:
+    """Why a line was not submitted, with the API's code and request id when there is one."""
+    if isinstance(error, ApiError):
+        return f"HTTP {error.status} {error.code}: {error.message} (request id {error.request_id})"
+    if isinstance(error, TransportError):
+        return f"no answer, the job may or may not have been created: {error}"
+    return str(error)
+
+
+async def submit_all(
+    creator: JobCreator,
+    items: AsyncIterator[Request | InputError],
+    limiter: RateLimiter,
+    *,
+    emit: Callable[[Mapping[str, Any]], None],
+    warn: Callable[[str], None],
+    policy: SubmitPolicy = SubmitPolicy(),
+) -> SubmitTally:
+    """Create a job for each request; `emit` each `{"job_id", **passthrough}` in input order.
+
+    `warn` hears of each line not submitted, in input order. Returns the tally; when credentials
+    were refused, `tally.auth_error` holds the error and the lines after it were not tried. The
+    caller closes `items`.
+    """
+    tally = SubmitTally()
+    slots = anyio.Semaphore(policy.max_in_flight)
+    send, receive = anyio.create_memory_object_stream[_Pending | InputError](math.inf)
+    reading = anyio.CancelScope()
+    waiting: set[anyio.CancelScope] = set()
+
+    def stop(exc: AuthError) -> None:
+        tally.auth_error = tally.auth_error or exc
+        reading.cancel()
+        for scope in waiting:
+            scope.cancel()
+
+    async def create(pending: _Pending) -> None:
+        try:
+            for _ in range(policy.throttle_retries + 1):
+                with anyio.CancelScope() as scope:
+                    waiting.add(scope)
+                    if tally.auth_error is None:
+                        await limiter.acquire()
+                waiting.discard(scope)
+                if tally.auth_error is not None:
+                    return
+                try:
+                    pending.job_id = await creator.create_job(pending.request.body)
+                    return
+                except AuthError as exc:
+                    pending.error = exc
+                    stop(exc)
+                    return
+                except ThrottledError as exc:
+                    pending.error = exc
+                    limiter.pause(exc.retry_after or policy.throttle_pause)
+                except WatcherError as exc:
+                    pending.error = exc
+                    return
+        finally:
+            pending.done.set()
+
+    def settle(item: _Pending | InputError) -> None:
+        if isinstance(item, InputError):
+            tally.bad += 1
+            warn(f"{item}; skipped")
+        elif item.job_id is not None:
+            tally.created += 1
+            emit({"job_id": item.job_id, **item.request.passthrough})
+        elif item.error is not None:
+            tally.failed += 1
+            where = f"{item.request.source}:{item.request.line}"
+            warn(f"{where}: not submitted: {describe(item.error)}")
+        else:
+            tally.skipped += 1
+
+    async def settle_in_order() -> None:
+        with receive:
+            async for item in receive:
+                if isinstance(item, _Pending):
+                    await item.done.wait()
+                settle(item)
+                slots.release()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(settle_in_order)
+        with send, reading:
+            async for item in items:
+                await slots.acquire()
+                if isinstance(item, InputError):
+                    send.send_nowait(item)
+                    tally.lines += 1
+                    continue
+                pending = _Pending(item)
+                send.send_nowait(pending)
+                tally.lines += 1
+                tg.start_soon(create, pending)
+    return tally
+
+
+def body_defaults(args: argparse.Namespace) -> dict[str, Any]:
+    """The body fields the flags give, for lines that lack them."""
+    defaults: dict[str, Any] = {}
+    if args.voice_asset_id:
+        defaults["voice_asset_id"] = args.voice_asset_id
+    if args.audio_format:
+        defaults["audio_format"] = args.audio_format
+    for name in ("gen_srt", "need_timestamp"):
+        if getattr(args, name) is not None:
+            defaults[name] = getattr(args, name)
+    return defaults
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """TEXTS..., the body defaults, --rate, --keep-text and the API flags."""
+    parser.add_argument(
+        "inputs", nargs="*", metavar="TEXTS", help="JSON lines with 'text'; '-' or none: stdin"
+    )
+    parser.add_argument("--voice-asset-id", metavar="ID", help="for lines without voice_asset_id")
+    parser.add_argument(
+        "--audio-format", choices=["WAV", "MP3"], help="for lines without audio_format"
+    )
+    parser.add_argument(
+        "--gen-srt", action=argparse.BooleanOptionalAction, help="for lines without gen_srt"
+    )
+    parser.add_argument(
+        "--need-timestamp",
+        action=argparse.BooleanOptionalAction,
+        help="for lines without need_timestamp",
+    )
+    parser.add_argument(
+        "--rate",
+        type=positive(float),
+        default=10.0,
+        help="CreateAsyncTtsJob requests a second (10)",
+    )
+    parser.add_argument(
+        "--keep-text",
+        action="store_true",
+        help="print each line's text beside its job id too (left out when the line would be too "
+        "long for watcher run)",
+    )
+    add_api_arguments(parser)
+
+
+def _emit(record: Mapping[str, Any]) -> None:
+    data = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    if len(data) > RUN_LINE_BYTES and "text" in record:
+        _warn(f"job {record['job_id']}: text left out: the line would be too long for watcher run")
+        data = orjson.dumps(
+            {k: v for k, v in record.items() if k != "text"}, option=orjson.OPT_APPEND_NEWLINE
+        )
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _warn(message: str) -> None:
+    print(f"watcher submit: {message}", file=sys.stderr, flush=True)
+
+
+async def _submit(api: ApiConfig, args: argparse.Namespace) -> SubmitTally:
+    limiter = RateLimiter(args.rate)
+    requests = read_requests(args.inputs, body_defaults(args), keep_text=args.keep_text)
+    async with (
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=SubmitPolicy().max_in_flight),
+            headers={"User-Agent": USER_AGENT},
+        ) as session,
+        aclosing(requests) as items,
+    ):
+        client = MetaStudioClient(api, session)
+        return await submit_all(client, items, limiter, emit=_emit, warn=_warn)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Submit every line; 0 if every line became a job, 1 if some did not, 2 if credentials were
+    refused. ConfigError (flags, credentials, a missing input) before anything is sent."""
+    for path in args.inputs:
+        if path != "-" and not Path(path).is_file():
+            raise ConfigError(f"input {path!r}: no such file")
+    if args.inputs.count("-") > 1:
+        raise ConfigError("'-' (stdin) can be given only once")
+    api = api_config(args, os.environ, Path.home())
+    try:
+        tally = anyio.run(_submit, api, args)
+    except BaseExceptionGroup as group:  # one failed task (a closed stdout): raise it bare
+        raise group.exceptions[0] if len(group.exceptions) == 1 else group from None
+    print(
+        f"watcher submit: lines: {tally.lines}, jobs created: {tally.created}, not submitted: "
+        f"{tally.lines - tally.created} ({tally.bad} bad, {tally.failed} refused by the API or "
+        f"unanswered, {tally.skipped} not tried)",
+        file=sys.stderr,
+    )
+    if tally.auth_error is not None:
+        exc = tally.auth_error
+        print(
+            f"watcher: authentication failed: {exc} (request id {exc.request_id}); "
+            "stopped: lines after the last job printed were not submitted",
+            file=sys.stderr,
+        )
+        return 2
+    return 0 if tally.all_submitted else 1
