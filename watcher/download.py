@@ -20,15 +20,18 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 import aiohttp
 import anyio
+import anyio.to_thread
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from yarl import URL
 
 from watcher.api import JobStatus
+from watcher.audio import audio_seconds
 from watcher.config import DownloadPolicy
 from watcher.errors import ApiError, DownloadError, TransportError
 from watcher.manifest import ErrorInfo, JobResult, SavedFile
@@ -73,9 +76,17 @@ def _refusal(status: int, body: bytes) -> str:
 
 
 async def fetch_file(
-    session: aiohttp.ClientSession, url: str, target: Path, policy: DownloadPolicy
+    session: aiohttp.ClientSession,
+    url: str,
+    target: Path,
+    policy: DownloadPolicy,
+    inspect: Callable[[Path], float] | None = None,
 ) -> SavedFile:
-    """Stream `url` to `target` via a `.part` file; DownloadError when it cannot be saved."""
+    """Stream `url` to `target` via a `.part` file; DownloadError when it cannot be saved.
+
+    `inspect`, if given, checks the complete `.part` before it gets its final name (in a worker
+    thread) and returns a duration; a ValueError from it is a BAD_AUDIO error.
+    """
     if URL(url).scheme not in ("http", "https"):
         raise DownloadError(f"refusing a link that is not http(s): scheme {URL(url).scheme!r}")
     part = target.with_name(target.name + PART_SUFFIX)
@@ -103,6 +114,12 @@ async def fetch_file(
                     await out.write(chunk)
         if expected is not None and size != expected:
             raise DownloadError(f"{target.name}: got {size} of {expected} bytes", transient=True)
+        duration = None
+        if inspect is not None:
+            try:
+                duration = await anyio.to_thread.run_sync(inspect, part)
+            except ValueError as exc:
+                raise DownloadError(f"{target.name}: {exc}", code="BAD_AUDIO") from exc
         await anyio.Path(part).replace(target)
     except (aiohttp.ClientError, TimeoutError) as exc:
         await _discard(part)
@@ -115,7 +132,7 @@ async def fetch_file(
     except BaseException:
         await _discard(part)
         raise
-    return SavedFile(str(target), size, digest.hexdigest())
+    return SavedFile(str(target), size, digest.hexdigest(), duration)
 
 
 async def _discard(part: Path) -> None:
@@ -163,10 +180,10 @@ class JobDownload:
                 if kind not in links:
                     raise DownloadError(f"fresh links for {job_id} lack the {kind} file")
                 url = links[kind]
+                target = self.out_dir / file_name(job_id, kind, url)
+                inspect = partial(audio_seconds, suffix=target.suffix) if kind == "audio" else None
                 try:
-                    saved[kind] = await fetch_file(
-                        self.session, url, self.out_dir / file_name(job_id, kind, url), self.policy
-                    )
+                    saved[kind] = await fetch_file(self.session, url, target, self.policy, inspect)
                     break
                 except DownloadError as exc:
                     if attempt == self.policy.retry.attempts or not (exc.transient or exc.expired):
@@ -196,7 +213,7 @@ async def download_worker(
                 links = dict(done.status.links)
                 files = await download.save(w.job_id, links, now_at.timestamp())
             except DownloadError as exc:
-                error = ErrorInfo("DOWNLOAD_FAILED", str(exc), request_id)
+                error = ErrorInfo(exc.code, str(exc), request_id)
                 await results.send(w.result("ERROR", now=now, now_at=now_at, error=error))
                 continue
             missing = None

@@ -77,12 +77,21 @@ class TransportError(WatcherError):
 
 
 class DownloadError(WatcherError):
-    """A result file could not be saved. `expired` means a fresh link may succeed."""
+    """A result file could not be saved. `expired` means a fresh link may succeed; `code` is
+    what the manifest says (DOWNLOAD_FAILED, or BAD_AUDIO for a file that is not audio)."""
 
-    def __init__(self, message: str, *, transient: bool = False, expired: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        expired: bool = False,
+        code: str = "DOWNLOAD_FAILED",
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.expired = expired
+        self.code = code
 
 
 def first_watcher_error(group: BaseExceptionGroup[BaseException]) -> WatcherError | None:

@@ -33,6 +33,14 @@ class SavedFile:
     path: str
     bytes: int
     sha256: str
+    duration_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's manifest entry (`duration_s` only for audio)."""
+        entry: dict[str, Any] = {"path": self.path, "bytes": self.bytes, "sha256": self.sha256}
+        if self.duration_s is not None:
+            entry["duration_s"] = round(self.duration_s, 3)
+        return entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +75,7 @@ class JobResult:
             "job_id": self.job_id,
             "status": self.status,
             "state": self.state,
-            "files": {
-                kind: {"path": f.path, "bytes": f.bytes, "sha256": f.sha256}
-                for kind, f in self.files.items()
-            },
+            "files": {kind: f.to_dict() for kind, f in self.files.items()},
             "polls": self.polls,
             "first_poll_at": self.first_poll_at,
             "finished_at": self.finished_at,

@@ -1,0 +1,97 @@
+"""Is a downloaded audio file what it claims to be? A WAV must have a RIFF/WAVE header with a
+`fmt ` and a `data` chunk; an MP3 must have MPEG audio frames in a row (after an ID3 tag, if any).
+An HTML or XML error page saved under an audio name fails both. Gives the duration in seconds.
+
+Pure functions over a file path; they read only what they need (a WAV's header, an MP3's frames).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MIN_MP3_FRAMES = 3
+_MP3_BITRATES = {  # kbit/s by (MPEG-1?, bitrate index), Layer III
+    True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _describe(head: bytes) -> str:
+    text = head[:16].decode("ascii", "replace").strip()
+    return (
+        f"it starts with {text!r}" if text.isprintable() and text else f"it starts {head[:8].hex()}"
+    )
+
+
+def wav_seconds(path: Path) -> float:
+    """The duration of a WAV file; ValueError says why it is not one."""
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            raise ValueError(f"not a WAV file: {_describe(head)}")
+        byte_rate = 0
+        while chunk := f.read(8):
+            if len(chunk) < 8:
+                break
+            name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if name == b"fmt ":
+                fmt = f.read(size + (size & 1))
+                if len(fmt) < 16:
+                    raise ValueError("not a WAV file: its fmt chunk is cut short")
+                byte_rate = int.from_bytes(fmt[8:12], "little")
+            elif name == b"data":
+                if not byte_rate:
+                    raise ValueError("not a WAV file: data comes before a usable fmt chunk")
+                return float(size) / byte_rate
+            else:
+                f.seek(size + (size & 1), 1)
+    raise ValueError("not a WAV file: it has no data chunk")
+
+
+def _mp3_frame(header: bytes) -> tuple[int, float] | None:
+    """(frame length in bytes, seconds) of a Layer III frame header, or None if it is not one."""
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
+        return None
+    version = (header[1] >> 3) & 3  # 3: MPEG-1, 2: MPEG-2, 0: MPEG-2.5
+    layer = (header[1] >> 1) & 3  # 1: Layer III
+    bitrate_index, rate_index = header[2] >> 4, (header[2] >> 2) & 3
+    if version == 1 or layer != 1 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    mpeg1 = version == 3
+    bitrate = _MP3_BITRATES[mpeg1][bitrate_index] * 1000
+    sample_rate = _MP3_RATES[version][rate_index]
+    samples = 1152 if mpeg1 else 576
+    padding = (header[2] >> 1) & 1
+    length = samples // 8 * bitrate // sample_rate + padding
+    return length, samples / sample_rate
+
+
+def mp3_seconds(path: Path) -> float:
+    """The duration of an MP3 file (sum of its frames); ValueError says why it is not one."""
+    data = path.read_bytes()
+    start = 0
+    if data[:3] == b"ID3" and len(data) >= 10:  # skip an ID3v2 tag: 4 bytes of 7-bit size
+        size = data[6] << 21 | data[7] << 14 | data[8] << 7 | data[9]
+        start = 10 + size
+    position = data.find(b"\xff", start)
+    frames, seconds = 0, 0.0
+    while 0 <= position < len(data):
+        frame = _mp3_frame(data[position : position + 4])
+        if frame is None:
+            if frames >= MIN_MP3_FRAMES:
+                break  # trailing tag or junk after the audio
+            frames, seconds = 0, 0.0
+            position = data.find(b"\xff", position + 1)
+            continue
+        frames += 1
+        seconds += frame[1]
+        position += frame[0]
+    if frames < MIN_MP3_FRAMES:
+        raise ValueError(f"not an MP3 file: no run of MPEG audio frames; {_describe(data[:16])}")
+    return seconds
+
+
+def audio_seconds(path: Path, suffix: str) -> float:
+    """The duration of the audio file at `path`, checked as the format its `suffix` claims."""
+    return mp3_seconds(path) if suffix.lower() == ".mp3" else wav_seconds(path)
