@@ -7,6 +7,7 @@ from pathlib import Path
 
 from watcher.auth import Credentials
 from watcher.retry import RetryPolicy
+from watcher.shard import Shard
 
 REGIONS = {
     "cn-north-4": "https://metastudio.cn-north-4.myhuaweicloud.com",
@@ -63,7 +64,7 @@ class DownloadPolicy:
     `link_margin`: a link that expires within this many seconds is refreshed before use (links
     last one hour; the expiry is read from the link's `Expires`, else assumed one hour).
     `max_file_bytes`: a larger file is refused (None: no cap). `verify_tls`: off only with
-    `--insecure`.
+    `--insecure`. `kinds`: which files to fetch (audio, srt, info, action); None: every link.
     """
 
     workers: int = 8
@@ -74,6 +75,7 @@ class DownloadPolicy:
     link_margin: float = 300.0
     max_file_bytes: int | None = None
     verify_tls: bool = True
+    kinds: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,8 @@ class RunConfig:
 
     `retry_failed`: jobs an earlier run left FAILED / ERROR / TIMEOUT are watched again.
     `grace`: after SIGINT/SIGTERM, how long downloads under way may take to finish.
+    `name_template`: file stems from input fields (`naming.py`). `shard`: watch only the jobs
+    this shard owns (`shard.py`); give it 1/N of the rate yourself (the CLI does).
     """
 
     api: ApiConfig
@@ -91,3 +95,5 @@ class RunConfig:
     download: DownloadPolicy = DownloadPolicy()
     retry_failed: bool = False
     grace: float = 10.0
+    name_template: str = "{job_id}"
+    shard: Shard | None = None

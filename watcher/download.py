@@ -34,6 +34,7 @@ from watcher.api import JobStatus
 from watcher.audio import audio_seconds
 from watcher.config import DownloadPolicy
 from watcher.errors import ApiError, DownloadError, TransportError
+from watcher.inputs import Job
 from watcher.manifest import ErrorInfo, JobResult, SavedFile
 from watcher.schedule import Watched
 
@@ -54,14 +55,14 @@ class Finished:
     finished_at: datetime
 
 
-def file_name(job_id: str, kind: str, url: str) -> str:
-    """The file name for one kind of result: `<job_id>.wav` (or `.mp3`), `.srt`, `.info.json`..."""
+def file_name(stem: str, kind: str, url: str) -> str:
+    """The file name for one kind of result: `<stem>.wav` (or `.mp3`), `.srt`, `.info.json`..."""
     suffix = SUFFIXES.get(kind, f".{kind}")
     if kind == "audio":
         url_suffix = PurePosixPath(URL(url).path).suffix.lower()
         if url_suffix in AUDIO_SUFFIXES:
             suffix = url_suffix
-    return f"{job_id}{suffix}"
+    return f"{stem}{suffix}"
 
 
 def _refusal(status: int, body: bytes) -> str:
@@ -167,12 +168,16 @@ class JobDownload:
     rng: random.Random
     wall_clock: Callable[[], float] = time.time
 
-    async def save(
-        self, job_id: str, links: dict[str, str], obtained: float
-    ) -> dict[str, SavedFile]:
-        """Every linked file of the job, saved under `out_dir`; DownloadError names the file."""
+    def wants(self, kind: str) -> bool:
+        """Whether `--files` asks for this kind of file."""
+        return self.policy.kinds is None or kind in self.policy.kinds
+
+    async def save(self, job: Job, links: dict[str, str], obtained: float) -> dict[str, SavedFile]:
+        """The job's linked files that `--files` wants, saved under `out_dir` and named after
+        its stem; DownloadError names the file."""
+        job_id = job.job_id
         saved: dict[str, SavedFile] = {}
-        for kind in list(links):
+        for kind in [k for k in links if self.wants(k)]:
             for attempt in range(1, self.policy.retry.attempts + 1):
                 expiry = link_expiry(links[kind], obtained, self.policy.link_ttl)
                 if expiry - self.wall_clock() < self.policy.link_margin:
@@ -180,7 +185,7 @@ class JobDownload:
                 if kind not in links:
                     raise DownloadError(f"fresh links for {job_id} lack the {kind} file")
                 url = links[kind]
-                target = self.out_dir / file_name(job_id, kind, url)
+                target = self.out_dir / file_name(job.stem, kind, url)
                 inspect = partial(audio_seconds, suffix=target.suffix) if kind == "audio" else None
                 try:
                     saved[kind] = await fetch_file(self.session, url, target, self.policy, inspect)
@@ -211,13 +216,13 @@ async def download_worker(
             now, now_at = done.finished, done.finished_at
             try:
                 links = dict(done.status.links)
-                files = await download.save(w.job_id, links, now_at.timestamp())
+                files = await download.save(w.job, links, now_at.timestamp())
             except DownloadError as exc:
                 error = ErrorInfo(exc.code, str(exc), request_id)
                 await results.send(w.result("ERROR", now=now, now_at=now_at, error=error))
                 continue
             missing = None
-            if "audio" not in files:
+            if "audio" not in files and download.wants("audio"):
                 missing = ErrorInfo(
                     "NO_AUDIO", "the job succeeded without an audio link", request_id
                 )

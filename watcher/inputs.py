@@ -33,6 +33,12 @@ class Job:
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
     source: str = "-"
     line: int = 0
+    name: str | None = field(default=None, compare=False)
+
+    @property
+    def stem(self) -> str:
+        """What its files are called before their suffixes: its `--name`, else its id."""
+        return self.name or self.job_id
 
 
 def check_job_id(job_id: object) -> str:

@@ -97,17 +97,35 @@ class JobResult:
 
 @dataclass(slots=True)
 class Tally:
-    """What the manifest received, for the run's summary and exit code."""
+    """What the manifest received, for the run's summary and exit code: counts, the latency
+    figures, and per error code a count, the first message and the first few job ids."""
 
     statuses: Counter[str] = field(default_factory=Counter)
     files: int = 0
     bytes: int = 0
+    elapsed: list[float] = field(default_factory=list)
+    polls: list[int] = field(default_factory=list)
+    failures: dict[str, tuple[int, str, list[str]]] = field(default_factory=dict)
 
     def add(self, result: JobResult) -> None:
         """Count one result."""
         self.statuses[result.status] += 1
         self.files += len(result.files)
         self.bytes += sum(f.bytes for f in result.files.values())
+        if result.status != "INVALID":
+            if result.elapsed_s is not None:
+                self.elapsed.append(result.elapsed_s)
+            self.polls.append(result.polls)
+        if result.error is not None:
+            label = result.job_id or f"{result.source}:{result.line}"
+            count, message, examples = self.failures.get(result.error.code, (0, "", []))
+            if len(examples) < 3:
+                examples.append(label)
+            self.failures[result.error.code] = (
+                count + 1,
+                message or result.error.message,
+                examples,
+            )
 
     @property
     def all_succeeded(self) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from watcher.errors import ConfigError
-from watcher.manifest import STATUSES
+from watcher.manifest import STATUSES, Tally
 
 MAX_EXAMPLES = 3
 MAX_MESSAGE_CHARS = 100
@@ -209,6 +209,27 @@ class Report:
             latest.pop(key, None)  # the winner takes the place of its last line
             latest[key] = record
         return cls._summarise(list(latest.values()), count, unreadable)
+
+    @classmethod
+    def from_tally(cls, tally: Tally) -> Report:
+        """The report of one run's results, as its manifest writer tallied them."""
+        statuses: Counter[str] = Counter(dict.fromkeys(STATUSES, 0))
+        statuses.update(tally.statuses)
+        groups = [
+            FailureGroup(code, count, message, tuple(examples))
+            for code, (count, message, examples) in tally.failures.items()
+        ]
+        jobs = sum(tally.statuses.values())
+        return cls(
+            jobs=jobs,
+            statuses=dict(statuses),
+            files=tally.files,
+            bytes=tally.bytes,
+            failures=tuple(sorted(groups, key=_largest_first)),
+            elapsed_s=Percentiles.of(tally.elapsed),
+            polls=Percentiles.of(tally.polls),
+            records=jobs,
+        )
 
     @classmethod
     def from_path(cls, path: str, *, warn: Callable[[str], None] | None = None) -> Report:

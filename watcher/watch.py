@@ -26,9 +26,11 @@ from watcher.download import Finished, JobDownload, download_worker
 from watcher.errors import InputError, first_watcher_error
 from watcher.inputs import Job
 from watcher.manifest import JobResult, Previous, Tally, open_manifest, recover, write_all
+from watcher.naming import Namer
 from watcher.poller import Poller, PollStats
 from watcher.ratelimit import RateLimiter
 from watcher.resume import ResumeStats, remove_partials, unsettled
+from watcher.shard import Shard
 from watcher.sweeper import Sweeper
 
 log = structlog.get_logger("watcher.watch")
@@ -77,12 +79,24 @@ def _prepare(config: RunConfig) -> Previous:
     return previous
 
 
+async def _owned(
+    items: AsyncIterator[Job | InputError], shard: Shard
+) -> AsyncIterator[Job | InputError]:
+    """The jobs `shard` owns; bad lines pass in every shard (`watcher merge` dedupes them)."""
+    async for item in items:
+        if isinstance(item, InputError) or shard.owns(item.job_id):
+            yield item
+
+
 async def _watch(
     config: RunConfig, inputs: AsyncIterator[Job | InputError], stop: anyio.Event | None
 ) -> Summary:
     previous = _prepare(config)
     resume = ResumeStats()
-    todo = unsettled(inputs, previous, retry_failed=config.retry_failed, stats=resume)
+    if config.shard is not None:
+        inputs = _owned(inputs, config.shard)
+    named = Namer(config.name_template).apply(inputs)
+    todo = unsettled(named, previous, retry_failed=config.retry_failed, stats=resume)
     workers = config.download.workers
     results_tx, results_rx = anyio.create_memory_object_stream[JobResult](workers * 4)
     finished_tx, finished_rx = anyio.create_memory_object_stream[Finished](workers * 2)
