@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,7 @@ def test_run_writes_files_manifest_and_summary(
     assert len(lines) == 4 and {r["status"] for r in lines} == {"SUCCEED"}
     assert (out / "cli-0.wav").is_file()
     err = capsys.readouterr().err
-    assert "4 SUCCEED" in err
+    assert re.search(r"SUCCEED\s+4\n", err)
     assert SK not in err
 
 
@@ -125,7 +126,7 @@ def test_any_failed_job_makes_exit_1(
     _login(env)
     path = _write_jobs(tmp_path / "jobs.jsonl", jobs)
     assert main(["run", str(path), "--endpoint", sim.url, "--out", str(tmp_path / "o"), *FAST]) == 1
-    assert "2 FAILED" in capsys.readouterr().err
+    assert re.search(r"FAILED\s+2\n", capsys.readouterr().err)
 
 
 def test_stdin_and_manifest_to_stdout(

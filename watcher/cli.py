@@ -16,51 +16,62 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
 
-from watcher import __version__, logs
+from watcher import __version__, logs, merge, report, submit
+from watcher.auth import AkSk
 from watcher.config import DownloadPolicy, PollPolicy, RunConfig
 from watcher.errors import AuthError, ConfigError, WatcherError, first_watcher_error
 from watcher.inputs import read_inputs
+from watcher.naming import check_template
 from watcher.options import add_api_arguments, api_config, positive
+from watcher.progress import TerminalProgress, log_progress
+from watcher.settings import apply
+from watcher.shard import shard_type
 from watcher.sim import cli as sim_cli
-from watcher.watch import Summary, watch
+from watcher.watch import Hooks, Summary, watch
 
 log = structlog.get_logger("watcher.cli")
+FILE_KINDS = ("audio", "srt", "info", "action")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="watcher", description="Watch batches of MetaStudio async TTS jobs."
-    )
-    parser.add_argument("--version", action="version", version=f"watcher {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _kinds(text: str) -> frozenset[str]:
+    kinds = frozenset(k.strip() for k in text.split(",") if k.strip())
+    if not kinds or not kinds <= set(FILE_KINDS):
+        raise argparse.ArgumentTypeError(f"expected some of {','.join(FILE_KINDS)}, not {text!r}")
+    return kinds
 
-    run = sub.add_parser("run", help="watch jobs until final, save their files, write a manifest")
+
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    """The flags of `watcher run` (and `watcher config`, which shows their effective values)."""
     run.add_argument("inputs", nargs="*", metavar="INPUT", help="job id files; '-' or none: stdin")
-    run.add_argument(
-        "--out", type=Path, default=Path("tts-out"), help="folder for files (./tts-out)"
-    )
+    run.add_argument("--config", metavar="FILE", help="TOML settings file (or WATCHER_CONFIG)")
+    run.add_argument("--out", type=Path, default=Path("tts-out"), help="folder for files (tts-out)")
     run.add_argument("--manifest", help="manifest path (OUT/manifest.jsonl); '-' for stdout")
     add_api_arguments(run)
+    run.add_argument(
+        "--poll",
+        choices=["auto", "single", "list"],
+        default="auto",
+        help="single GETs, list-call sweeps, or sweeps when single GETs cannot keep up (auto)",
+    )
     run.add_argument(
         "--cadence", type=positive(float), default=3.0, help="seconds between polls of a job (3)"
     )
     run.add_argument(
-        "--rate", type=positive(float), default=10.0, help="API requests per second, shared (10)"
+        "--rate", type=positive(float), default=10.0, help="requests per second per API (10)"
     )
     run.add_argument(
         "--download-workers", type=positive(int), default=8, help="jobs downloaded at once (8)"
     )
     run.add_argument(
-        "--poll",
-        choices=["auto", "single", "list"],
-        default="auto",
-        help="single GETs, list-call sweeps, or list sweeps when single GETs cannot keep up (auto)",
+        "--files", type=_kinds, help=f"which files to save: some of {','.join(FILE_KINDS)}"
     )
+    run.add_argument("--name", default="{job_id}", help="file name template ({job_id})")
+    run.add_argument("--shard", type=shard_type, help="K/N: watch only shard K of N (0-based)")
     run.add_argument("--job-timeout", type=positive(float), help="seconds before a job is TIMEOUT")
     run.add_argument(
         "--max-retries",
@@ -74,21 +85,49 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch FAILED/ERROR/TIMEOUT jobs of the manifest again",
     )
     run.add_argument("--max-file-bytes", type=positive(int), help="refuse larger downloads")
-    run.add_argument(
-        "--insecure", action="store_true", help="do not verify TLS certificates (not advised)"
-    )
+    run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     run.add_argument(
         "--grace",
         type=positive(float),
         default=10.0,
         help="after SIGINT/SIGTERM, seconds downloads under way may take to finish (10)",
     )
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument(
+        "--progress-interval",
+        type=positive(float),
+        help="seconds between progress reports (terminal: 0.5; otherwise: 30)",
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-format", default="auto", choices=["auto", "console", "json"])
 
-    sim = sub.add_parser("sim", help="run the bundled MetaStudio simulator until interrupted")
-    sim_cli.add_arguments(sim)
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="watcher", description="Watch batches of MetaStudio async TTS jobs."
+    )
+    parser.add_argument("--version", action="version", version=f"watcher {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: list[tuple[str, str, Any]] = [
+        ("run", "watch jobs until final, save their files, write a manifest", add_run_arguments),
+        ("submit", "create TTS jobs from texts and print their ids", submit.add_arguments),
+        ("report", "summarise a manifest", report.add_arguments),
+        ("merge", "combine the manifests of several shards or runs", merge.add_arguments),
+        ("config", "print the effective settings of `watcher run`", add_run_arguments),
+        ("sim", "run the bundled MetaStudio simulator", sim_cli.add_arguments),
+    ]
+    for name, help_text, add in commands:
+        add(sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False))
     return parser
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise KeyError(name)
 
 
 def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | None) -> RunConfig:
@@ -97,15 +136,17 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | 
     for path in args.inputs:
         if path != "-" and not Path(path).is_file():
             raise ConfigError(f"input {path!r}: no such file")
+    check_template(args.name)
     manifest = None if args.manifest == "-" else Path(args.manifest or args.out / "manifest.jsonl")
     attempts = int(args.max_retries) + 1
+    rate = args.shard.rate(args.rate) if args.shard else args.rate
     return RunConfig(
         api=api,
         out_dir=args.out,
         manifest=manifest,
         poll=PollPolicy(
             cadence=args.cadence,
-            rate=args.rate,
+            rate=rate,
             job_timeout=args.job_timeout,
             retry=replace(PollPolicy().retry, attempts=attempts),
             strategy=args.poll,
@@ -115,27 +156,65 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | 
             retry=replace(DownloadPolicy().retry, attempts=attempts),
             max_file_bytes=None if args.max_file_bytes is None else int(args.max_file_bytes),
             verify_tls=not args.insecure,
+            kinds=args.files,
         ),
         retry_failed=args.retry_failed,
         grace=args.grace,
+        name_template=args.name,
+        shard=args.shard,
     )
 
 
-def _summary_line(summary: Summary, seconds: float) -> str:
-    counts = (
-        ", ".join(f"{n} {status}" for status, n in sorted(summary.tally.statuses.items()))
-        or "no jobs"
-    )
-    t = summary.tally
-    return (
-        f"watcher: {counts}; {t.files} files, {t.bytes / 1e6:.1f} MB saved; "
-        f"{summary.polls.requests} API requests ({summary.polls.throttled} throttled, "
-        f"{summary.polls.retries} retried); {summary.resume.skipped} already done; "
-        f"{seconds:.1f} s"
-    )
+def _hooks(args: argparse.Namespace) -> tuple[Hooks, TerminalProgress | None]:
+    """Progress as the person watching needs it: a live line on a terminal, events otherwise."""
+    if args.quiet:
+        return Hooks(), None
+    if sys.stderr.isatty():
+        terminal = TerminalProgress(sys.stderr)
+        return Hooks(
+            on_progress=terminal, progress_interval=args.progress_interval or 0.5
+        ), terminal
+    return Hooks(on_progress=log_progress, progress_interval=args.progress_interval or 30.0), None
 
 
-async def _watch_until_signalled(config: RunConfig, inputs: list[str]) -> Summary | None:
+def _mask(value: str) -> str:
+    return value[:4] + "*" * max(4, len(value) - 8) + value[-4:] if len(value) > 8 else "****"
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, frozenset):
+        value = ",".join(sorted(value))
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _show_config(args: argparse.Namespace, origins: Mapping[str, str]) -> int:
+    """Print the effective settings as TOML (usable with --config), secrets masked."""
+    config = build_config(args, os.environ, Path.home())
+    creds = config.api.credentials
+    print("# Effective settings of `watcher run`: flag > WATCHER_* > --config file > default.")
+    if isinstance(creds, AkSk):
+        print(f"# credentials: AK {_mask(creds.ak)}, SK ****")
+    else:
+        print("# credentials: IAM token ****")
+    print(f"# endpoint: {config.api.endpoint}, project id: {config.api.project_id}")
+    print("[run]")
+    for dest, origin in origins.items():
+        value = getattr(args, dest)
+        key = dest.replace("_", "-")
+        if value is None:
+            print(f"# {key} = (not set)")
+        else:
+            print(f"{key} = {_toml(value)}  # {origin}")
+    return 0
+
+
+async def _watch_until_signalled(
+    config: RunConfig, inputs: list[str], hooks: Hooks
+) -> Summary | None:
     """Run `watch`; the first SIGINT/SIGTERM stops it gently, within `config.grace` seconds, a
     second one at once. None when a signal stopped it."""
     stop = anyio.Event()
@@ -157,7 +236,7 @@ async def _watch_until_signalled(config: RunConfig, inputs: list[str]) -> Summar
         async with anyio.create_task_group() as tg:
             tg.start_soon(on_signals)
             with scope:
-                summary = await watch(config, read_inputs(inputs), stop)
+                summary = await watch(config, read_inputs(inputs), stop, hooks)
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         raise first_watcher_error(group) or group from None
@@ -165,12 +244,17 @@ async def _watch_until_signalled(config: RunConfig, inputs: list[str]) -> Summar
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = build_config(args, dict(os.environ), Path.home())
+    config = build_config(args, os.environ, Path.home())
     logs.configure(
         level=args.log_level, fmt=args.log_format, secrets=config.api.credentials.secrets()
     )
+    hooks, terminal = _hooks(args)
     started = time.monotonic()
-    summary = anyio.run(_watch_until_signalled, config, args.inputs)
+    try:
+        summary = anyio.run(_watch_until_signalled, config, args.inputs, hooks)
+    finally:
+        if terminal is not None:
+            terminal.close()
     if summary is None:
         print(
             "watcher: interrupted; jobs not final were left out of the manifest, "
@@ -178,17 +262,33 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    print(_summary_line(summary, time.monotonic() - started), file=sys.stderr)
+    stats = summary.polls
+    counts = report.RunCounts(
+        api_requests=stats.requests + stats.list_requests,
+        retries=stats.retries,
+        throttled=stats.throttled,
+        elapsed_s=time.monotonic() - started,
+    )
+    text = report.render_text(report.Report.from_tally(summary.tally), counts)
+    cadence = stats.effective_cadence
+    extra = f"already done (skipped): {summary.resume.skipped:,}"
+    if cadence is not None:
+        extra += f"; effective per-job cadence: {cadence:.2f} s"
+    sys.stderr.write(text + extra + "\n")
     return 0 if summary.tally.all_succeeded else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        if args.command == "sim":
-            return sim_cli.run(args)
-        return _run(args)
+        if args.command in ("run", "config"):
+            origins = apply(_subparser(parser, args.command), args, argv, os.environ)
+            return _run(args) if args.command == "run" else _show_config(args, origins)
+        commands = {"sim": sim_cli.run, "submit": submit.run, "report": report.run}
+        return commands.get(args.command, merge.run)(args)
     except ConfigError as exc:
         print(f"watcher: error: {exc}", file=sys.stderr)
         return 2

@@ -167,6 +167,7 @@ class JobDownload:
     policy: DownloadPolicy
     rng: random.Random
     wall_clock: Callable[[], float] = time.time
+    finished: int = 0
 
     def wants(self, kind: str) -> bool:
         """Whether `--files` asks for this kind of file."""
@@ -218,6 +219,7 @@ async def download_worker(
                 links = dict(done.status.links)
                 files = await download.save(w.job, links, now_at.timestamp())
             except DownloadError as exc:
+                download.finished += 1
                 error = ErrorInfo(exc.code, str(exc), request_id)
                 await results.send(w.result("ERROR", now=now, now_at=now_at, error=error))
                 continue
@@ -226,5 +228,6 @@ async def download_worker(
                 missing = ErrorInfo(
                     "NO_AUDIO", "the job succeeded without an audio link", request_id
                 )
+            download.finished += 1
             status = "SUCCEED" if missing is None else "ERROR"
             await results.send(w.result(status, now=now, now_at=now_at, files=files, error=missing))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -151,17 +151,19 @@ def _append(stream: IO[bytes], data: bytes, durable: bool) -> None:
 async def write_all(
     stream: IO[bytes],
     results: MemoryObjectReceiveStream[JobResult],
+    tally: Tally,
     *,
     durable: bool = True,
-) -> Tally:
-    """Write every result received until all senders close; return the tally.
+    on_written: Callable[[JobResult], Awaitable[None]] | None = None,
+) -> None:
+    """Write every result received until all senders close, counting each in `tally` and then
+    telling `on_written` (if given) once its line is on disk.
 
     Lines are appended, flushed and (when `durable`) fsynced before the next batch; a batch is
     whatever has queued up meanwhile (group commit), so a busy run pays one fsync per batch
     rather than per line, and no line waits for more than one fsync. Writes run in a worker
     thread and are never abandoned half-way, even on cancellation.
     """
-    tally = Tally()
     async with results:
         async for first in results:
             batch = [first]
@@ -174,7 +176,8 @@ async def write_all(
             await anyio.to_thread.run_sync(_append, stream, data, durable)
             for result in batch:
                 tally.add(result)
-    return tally
+                if on_written is not None:
+                    await on_written(result)
 
 
 @dataclass(frozen=True, slots=True)

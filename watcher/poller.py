@@ -60,6 +60,7 @@ class PollStats:
     errors: int = 0
     retries: int = 0
     sightings: int = 0
+    handed_off: int = 0
     gap_total: float = 0.0
     gaps: int = 0
 
@@ -102,6 +103,18 @@ class Poller:
         self.sweeping = False
         self.stats = PollStats()
 
+    def stages(self) -> tuple[int, int, int]:
+        """Pending jobs by what was last read of them: (WAITING, PROCESSING, not yet read)."""
+        waiting = processing = unseen = 0
+        for w in self.pending.values():
+            if w.state == "PROCESSING":
+                processing += 1
+            elif w.state is None:
+                unseen += 1
+            else:
+                waiting += 1
+        return waiting, processing, unseen
+
     def list_mode(self) -> bool:
         """Whether list sweeps should carry the polling now (with hysteresis for `auto`)."""
         strategy = self._policy.strategy
@@ -112,6 +125,11 @@ class Poller:
             return listable > 0
         capacity = self._policy.rate * self._policy.cadence
         return listable > (capacity / 2 if self.sweeping else capacity)
+
+    @property
+    def input_done(self) -> bool:
+        """Whether the input is exhausted (every job has been admitted)."""
+        return self._input_done
 
     @property
     def done(self) -> bool:
@@ -309,6 +327,7 @@ class Poller:
         elif status.state == "SUCCEED":
             log.info("job succeeded", job_id=w.job_id, polls=w.polls)
             finished = Finished(w, status, self.clock(), self.wall_clock())
+            self.stats.handed_off += 1
             await self._hand_off(w, self._downloads.send(finished))
         else:
             message = f"the API reported state {status.state!r}"

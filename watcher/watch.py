@@ -13,7 +13,8 @@ downloads' (which never carries API credentials).
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -28,6 +29,7 @@ from watcher.inputs import Job
 from watcher.manifest import JobResult, Previous, Tally, open_manifest, recover, write_all
 from watcher.naming import Namer
 from watcher.poller import Poller, PollStats
+from watcher.progress import Snapshot
 from watcher.ratelimit import RateLimiter
 from watcher.resume import ResumeStats, remove_partials, unsettled
 from watcher.shard import Shard
@@ -45,10 +47,21 @@ class Summary:
     resume: ResumeStats
 
 
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """How a caller follows a run: `on_result` hears of each manifest line once it is on disk;
+    `on_progress` gets a Snapshot every `progress_interval` seconds and once at the end."""
+
+    on_result: Callable[[JobResult], Awaitable[None]] | None = None
+    on_progress: Callable[[Snapshot], None] | None = None
+    progress_interval: float = 1.0
+
+
 async def watch(
     config: RunConfig,
     inputs: AsyncIterator[Job | InputError],
     stop: anyio.Event | None = None,
+    hooks: Hooks = Hooks(),
 ) -> Summary:
     """Watch every job from `inputs` to its manifest line, resuming an earlier manifest.
 
@@ -59,9 +72,53 @@ async def watch(
     exception, not a group.
     """
     try:
-        return await _watch(config, inputs, stop)
+        return await _watch(config, inputs, stop, hooks)
     except BaseExceptionGroup as group:
         raise first_watcher_error(group) or group from None
+
+
+class _Tracker:
+    """Builds progress snapshots from the live counters of one run."""
+
+    def __init__(self, poller: Poller, download: JobDownload, tally: Tally) -> None:
+        self._poller, self._download, self._tally = poller, download, tally
+        self._started = self._last = time.monotonic()
+        self._requests = self._gaps = 0
+        self._gap_total = 0.0
+
+    def snapshot(self, input_done: bool) -> Snapshot:
+        stats, now = self._poller.stats, time.monotonic()
+        requests = stats.requests + stats.list_requests
+        interval = max(now - self._last, 1e-9)
+        rate = (requests - self._requests) / interval
+        gaps, gap_total = stats.gaps - self._gaps, stats.gap_total - self._gap_total
+        self._last, self._requests, self._gaps, self._gap_total = (
+            now,
+            requests,
+            stats.gaps,
+            stats.gap_total,
+        )
+        waiting, processing, unseen = self._poller.stages()
+        done = self._tally.statuses["SUCCEED"]
+        finished = sum(self._tally.statuses.values())
+        remaining = stats.admitted - finished
+        elapsed = now - self._started
+        eta = remaining / (finished / elapsed) if input_done and finished and elapsed else None
+        return Snapshot(
+            elapsed_s=elapsed,
+            admitted=stats.admitted,
+            waiting=waiting,
+            processing=processing,
+            unseen=unseen,
+            downloading=max(0, stats.handed_off - self._download.finished),
+            done=done,
+            failed=finished - done,
+            requests_per_s=rate,
+            cadence_s=gap_total / gaps if gaps else stats.effective_cadence,
+            throttled=stats.throttled,
+            input_done=input_done,
+            eta_s=eta,
+        )
 
 
 def _prepare(config: RunConfig) -> Previous:
@@ -89,7 +146,10 @@ async def _owned(
 
 
 async def _watch(
-    config: RunConfig, inputs: AsyncIterator[Job | InputError], stop: anyio.Event | None
+    config: RunConfig,
+    inputs: AsyncIterator[Job | InputError],
+    stop: anyio.Event | None,
+    hooks: Hooks,
 ) -> Summary:
     previous = _prepare(config)
     resume = ResumeStats()
@@ -111,10 +171,19 @@ async def _watch(
         auto_decompress=False,  # save the bytes served, so sizes match Content-Length
     )
     manifest = open_manifest(config.manifest)
-    tally: list[Tally] = []
+    tally = Tally()
+    written = anyio.Event()
 
     async def write() -> None:
-        tally.append(await write_all(manifest, results_rx, durable=config.manifest is not None))
+        durable = config.manifest is not None
+        await write_all(manifest, results_rx, tally, durable=durable, on_written=hooks.on_result)
+        written.set()
+
+    async def report(tracker: _Tracker, show: Callable[[Snapshot], None]) -> None:
+        while not written.is_set():
+            with anyio.move_on_after(hooks.progress_interval):
+                await written.wait()
+            show(tracker.snapshot(input_done=poller.input_done))
 
     try:
         async with api_session, download_session, anyio.create_task_group() as tg:
@@ -135,6 +204,8 @@ async def _watch(
                         download_worker, download, finished_rx.clone(), results_tx.clone()
                     )
                 poller = Poller(client, limiter, config.poll, finished_tx, results_tx.clone())
+            if hooks.on_progress is not None:
+                tg.start_soon(report, _Tracker(poller, download, tally), hooks.on_progress)
             helpers = []
             if config.poll.strategy != "single":
                 list_limiter = RateLimiter(config.poll.rate)
@@ -143,4 +214,4 @@ async def _watch(
     finally:
         if config.manifest is not None:
             manifest.close()
-    return Summary(tally[0], poller.stats, resume)
+    return Summary(tally, poller.stats, resume)
