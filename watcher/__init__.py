@@ -1,10 +1,60 @@
 """watcher: watch batches of Huawei Cloud MetaStudio asynchronous TTS jobs.
 
-Job ids go in (a file, or stdin as a submitter prints them); every job is polled under one shared
-rate limit at the documented 3-second cadence; finished jobs' audio and subtitle files are saved;
-one JSONL manifest line is written per job.
+Job ids go in (a file, or stdin as a submitter prints them); every job is polled under one
+shared rate limit at the documented 3-second cadence; finished jobs' audio and subtitle files
+are saved; one JSONL manifest line is written per job. As a library:
+
+    from watcher import ApiConfig, AkSk, RunConfig, Watcher
+
+    config = RunConfig(ApiConfig(endpoint, project_id, AkSk(ak, sk)), out_dir, manifest_path)
+    async with Watcher(config) as w:
+        async for result in w.watch(job_ids):
+            print(result.job_id, result.status, result.files)
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from watcher.auth import AkSk, Token
+from watcher.config import ApiConfig, DownloadPolicy, PollPolicy, RunConfig
+from watcher.errors import (
+    ApiError,
+    AuthError,
+    ConfigError,
+    DownloadError,
+    InputError,
+    ThrottledError,
+    TransportError,
+    WatcherError,
+)
+from watcher.inputs import Job
+from watcher.manifest import ErrorInfo, JobResult, SavedFile
+from watcher.retry import RetryPolicy
+from watcher.watch import Hooks, Summary, Watcher
+
+__all__ = [
+    "AkSk",
+    "ApiConfig",
+    "ApiError",
+    "AuthError",
+    "ConfigError",
+    "DownloadError",
+    "DownloadPolicy",
+    "ErrorInfo",
+    "Hooks",
+    "InputError",
+    "Job",
+    "JobResult",
+    "PollPolicy",
+    "RetryPolicy",
+    "RunConfig",
+    "SavedFile",
+    "Summary",
+    "ThrottledError",
+    "Token",
+    "TransportError",
+    "Watcher",
+    "WatcherError",
+    "__version__",
+]

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from types import TracebackType
 
 import aiohttp
 import anyio
 import structlog
+from anyio.abc import TaskGroup
 
 from watcher.api import USER_AGENT, JobStatus, MetaStudioClient
 from watcher.config import RunConfig
 from watcher.download import Finished, JobDownload, download_worker
 from watcher.errors import InputError, first_watcher_error
-from watcher.inputs import Job
+from watcher.inputs import Job, check_job_id
 from watcher.manifest import JobResult, Previous, Tally, open_manifest, recover, write_all
 from watcher.naming import Namer
 from watcher.poller import Poller, PollStats
@@ -215,3 +217,84 @@ async def _watch(
         if config.manifest is not None:
             manifest.close()
     return Summary(tally, poller.stats, resume)
+
+
+async def _as_items(
+    jobs: Iterable[str | Job] | AsyncIterable[str | Job],
+) -> AsyncIterator[Job | InputError]:
+    """Job ids or Jobs from a caller, as the engine's input; bad ids become InputErrors."""
+
+    async def each() -> AsyncIterator[str | Job]:
+        if isinstance(jobs, AsyncIterable):
+            async for job in jobs:
+                yield job
+        else:
+            for job in jobs:
+                yield job
+
+    number = 0
+    async for job in each():
+        number += 1
+        if isinstance(job, Job):
+            yield job
+            continue
+        try:
+            yield Job(check_job_id(job), {}, "<watch>", number)
+        except ValueError as exc:
+            yield InputError("<watch>", number, str(exc))
+
+
+class Watcher:
+    """The engine the CLI uses, as a library.
+
+        async with Watcher(config) as w:
+            async for result in w.watch(job_ids):
+                print(result.job_id, result.status)
+
+    Results come as their manifest lines are written (the manifest, resume, retries and
+    downloads work as in `watcher run`). Leaving the block before the last result stops the
+    run, as SIGINT does; errors such as AuthError are raised from the block. `summary` holds
+    the run's counts once it is over.
+    """
+
+    def __init__(self, config: RunConfig, hooks: Hooks = Hooks()) -> None:
+        self._config = config
+        self._hooks = hooks
+        self._tg: TaskGroup | None = None
+        self.summary: Summary | None = None
+
+    async def __aenter__(self) -> Watcher:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()  # a run the caller left early ends here
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            raise first_watcher_error(group) or group from None
+
+    async def watch(
+        self, jobs: Iterable[str | Job] | AsyncIterable[str | Job]
+    ) -> AsyncIterator[JobResult]:
+        """Watch `jobs` (ids or Jobs) and yield each one's result when it is final."""
+        if self._tg is None:
+            raise RuntimeError("use Watcher inside `async with`")
+        send, receive = anyio.create_memory_object_stream[JobResult](64)
+
+        async def run() -> None:
+            async with send:
+                hooks = replace(self._hooks, on_result=send.send)
+                self.summary = await watch(self._config, _as_items(jobs), hooks=hooks)
+
+        self._tg.start_soon(run)
+        async with receive:
+            async for result in receive:
+                yield result
