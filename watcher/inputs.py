@@ -73,10 +73,10 @@ def parse_line(text: str, source: str, line: int) -> Job | None:
         raise InputError(source, line, str(exc)) from exc
 
 
-def _split_lines(source: str) -> Callable[[bytes], list[tuple[int, bytes | None]]]:
+def _split_lines(max_line_bytes: int) -> Callable[[bytes], list[tuple[int, bytes | None]]]:
     """A stateful splitter: feed it chunks (b"" at the end), get (line number, bytes) pairs.
 
-    A line over MAX_LINE_BYTES is reported as (number, None) and its bytes are dropped as they
+    A line over `max_line_bytes` is reported as (number, None) and its bytes are dropped as they
     come, so a huge line never sits in memory.
     """
     buffer = bytearray()
@@ -89,7 +89,7 @@ def _split_lines(source: str) -> Callable[[bytes], list[tuple[int, bytes | None]
         start = 0
         while (end := chunk.find(b"\n", start)) != -1:
             number += 1
-            if overlong or len(buffer) + end - start > MAX_LINE_BYTES:
+            if overlong or len(buffer) + end - start > max_line_bytes:
                 out.append((number, None))
             else:
                 out.append((number, bytes(buffer) + chunk[start:end]))
@@ -97,7 +97,7 @@ def _split_lines(source: str) -> Callable[[bytes], list[tuple[int, bytes | None]
             overlong = False
             start = end + 1
         rest = chunk[start:]
-        if overlong or len(buffer) + len(rest) > MAX_LINE_BYTES:
+        if overlong or len(buffer) + len(rest) > max_line_bytes:
             overlong = True
             buffer.clear()
         else:
@@ -125,30 +125,48 @@ def _decode(source: str, number: int, raw: bytes | None) -> Job | InputError | N
         return exc
 
 
-async def read_stream(stream: IO[bytes], source: str) -> AsyncIterator[Job | InputError]:
-    """Jobs and bad lines from a binary stream, each as soon as its line is complete.
+async def stream_lines(
+    stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES
+) -> AsyncIterator[tuple[int, bytes | None]]:
+    """(line number, bytes without the newline) of each line, as soon as it is complete; an
+    over-long line comes as None.
 
-    Reads in a worker thread with `read1`, so a job printed by a submitter now is yielded now,
-    not when the submitter exits.
+    Reads in a worker thread with `read1`, so a line a submitter prints now is yielded now, not
+    when the submitter exits.
     """
     read = getattr(stream, "read1", stream.read)
-    feed = _split_lines(source)
+    feed = _split_lines(max_line_bytes)
     while True:
         chunk: bytes = await anyio.to_thread.run_sync(read, CHUNK_BYTES, abandon_on_cancel=True)
-        for number, raw in feed(chunk):
-            if (item := _decode(source, number, raw)) is not None:
-                yield item
+        for line in feed(chunk):
+            yield line
         if not chunk:
             return
 
 
-async def read_inputs(paths: Sequence[str]) -> AsyncIterator[Job | InputError]:
-    """Jobs from each path in turn (`-` is stdin; no paths means stdin)."""
+async def read_lines(
+    paths: Sequence[str], max_line_bytes: int = MAX_LINE_BYTES
+) -> AsyncIterator[tuple[str, int, bytes | None]]:
+    """(source, line number, bytes) of each line of each path in turn (`-` or none: stdin)."""
     for path in paths or ["-"]:
         if path == "-":
-            async for item in read_stream(sys.stdin.buffer, "<stdin>"):
-                yield item
+            async for number, raw in stream_lines(sys.stdin.buffer, max_line_bytes):
+                yield "<stdin>", number, raw
             continue
         with open(path, "rb") as stream:  # noqa: ASYNC230 - opening is instant; reads are threaded
-            async for item in read_stream(stream, path):
-                yield item
+            async for number, raw in stream_lines(stream, max_line_bytes):
+                yield path, number, raw
+
+
+async def read_stream(stream: IO[bytes], source: str) -> AsyncIterator[Job | InputError]:
+    """Jobs and bad lines from a binary stream, each as soon as its line is complete."""
+    async for number, raw in stream_lines(stream):
+        if (item := _decode(source, number, raw)) is not None:
+            yield item
+
+
+async def read_inputs(paths: Sequence[str]) -> AsyncIterator[Job | InputError]:
+    """Jobs and bad lines from each path in turn (`-` is stdin; no paths means stdin)."""
+    async for source, number, raw in read_lines(paths):
+        if (item := _decode(source, number, raw)) is not None:
+            yield item

@@ -26,7 +26,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Se
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import anyio
@@ -45,6 +45,7 @@ from watcher.errors import (
     WatcherError,
 )
 from watcher.inputs import MAX_LINE_BYTES as RUN_LINE_BYTES
+from watcher.inputs import read_lines
 from watcher.options import add_api_arguments, api_config, positive
 from watcher.ratelimit import RateLimiter
 
@@ -155,42 +156,11 @@ def parse_request(
     return Request(body, passthrough, source, line)
 
 
-async def read_lines(paths: Sequence[str]) -> AsyncIterator[tuple[str, int, bytes | None]]:
-    """(source, line number, bytes) of each line of each path in turn (`-` or none: stdin).
-
-    Each line is yielded as soon as it is complete; an over-long line is yielded as None.
-    """
-    for path in paths or ["-"]:
-        if path == "-":
-            async for item in _lines(sys.stdin.buffer, "<stdin>"):
-                yield item
-            continue
-        with open(path, "rb") as stream:  # noqa: ASYNC230 - opening is instant; reads are threaded
-            async for item in _lines(stream, path):
-                yield item
-
-
-async def _lines(stream: IO[bytes], source: str) -> AsyncIterator[tuple[str, int, bytes | None]]:
-    async def readline(limit: int) -> bytes:
-        data: bytes = await anyio.to_thread.run_sync(stream.readline, limit, abandon_on_cancel=True)
-        return data
-
-    number = 0
-    while raw := await readline(MAX_LINE_BYTES + 1):
-        number += 1
-        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            while raw and not raw.endswith(b"\n"):  # drop the rest of it as it comes
-                raw = await readline(64 * 1024)
-            yield source, number, None
-        else:
-            yield source, number, raw
-
-
 async def read_requests(
     paths: Sequence[str], defaults: Mapping[str, Any], *, keep_text: bool = False
 ) -> AsyncGenerator[Request | InputError, None]:
     """The requests, and the bad lines, of `paths` in order."""
-    async for source, number, raw in read_lines(paths):
+    async for source, number, raw in read_lines(paths, MAX_LINE_BYTES):
         try:
             request = parse_request(raw, source, number, defaults, keep_text=keep_text)
         except InputError as exc:
