@@ -168,3 +168,18 @@ async def test_max_file_bytes_caps_downloads(sim_factory: Any, tmp_path: Path) -
     assert line["status"] == "ERROR"
     assert "--max-file-bytes" in line["error"]["message"]
     assert not list(tmp_path.glob("*.wav*"))
+
+
+@pytest.mark.anyio
+async def test_faults_while_fetching_fresh_links_are_retried(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """Refused links whose refresh calls also meet 500s: retried, never an ERROR (soak finding)."""
+    jobs = make_jobs(8)
+    sim = sim_factory(jobs, faults=FaultPlan(expired_link=0.4, api_500=0.3), seed=4)
+    poll = replace(FAST, retry=replace(FAST.retry, attempts=12))
+    download = replace(FAST_DOWNLOADS, retry=replace(FAST_DOWNLOADS.retry, attempts=12))
+    await run_jobs(run_config(sim.url, tmp_path, poll, download), *jobs)
+    lines = read_manifest(tmp_path)
+    assert {r["status"] for r in lines} == {"SUCCEED"}, [r["error"] for r in lines]
+    assert sim.sim.faults.counts()["api-500"] > 0

@@ -169,6 +169,11 @@ class JobDownload:
     wall_clock: Callable[[], float] = time.time
     finished: int = 0
 
+    async def _fetch(self, job: Job, kind: str, url: str) -> SavedFile:
+        target = self.out_dir / file_name(job.stem, kind, url)
+        inspect = partial(audio_seconds, suffix=target.suffix) if kind == "audio" else None
+        return await fetch_file(self.session, url, target, self.policy, inspect)
+
     def wants(self, kind: str) -> bool:
         """Whether `--files` asks for this kind of file."""
         return self.policy.kinds is None or kind in self.policy.kinds
@@ -179,28 +184,26 @@ class JobDownload:
         job_id = job.job_id
         saved: dict[str, SavedFile] = {}
         for kind in [k for k in links if self.wants(k)]:
+            stale = False  # the last try was refused as expired: fetch fresh links first
             for attempt in range(1, self.policy.retry.attempts + 1):
-                expiry = link_expiry(links[kind], obtained, self.policy.link_ttl)
-                if expiry - self.wall_clock() < self.policy.link_margin:
-                    links, obtained = await _fresh_links(self.refresh, job_id), self.wall_clock()
-                if kind not in links:
-                    raise DownloadError(f"fresh links for {job_id} lack the {kind} file")
-                url = links[kind]
-                target = self.out_dir / file_name(job.stem, kind, url)
-                inspect = partial(audio_seconds, suffix=target.suffix) if kind == "audio" else None
                 try:
-                    saved[kind] = await fetch_file(self.session, url, target, self.policy, inspect)
+                    expiry = link_expiry(links[kind], obtained, self.policy.link_ttl)
+                    if stale or expiry - self.wall_clock() < self.policy.link_margin:
+                        links, obtained = (
+                            await _fresh_links(self.refresh, job_id),
+                            self.wall_clock(),
+                        )
+                        stale = False
+                    if kind not in links:
+                        raise DownloadError(f"fresh links for {job_id} lack the {kind} file")
+                    saved[kind] = await self._fetch(job, kind, links[kind])
                     break
                 except DownloadError as exc:
                     if attempt == self.policy.retry.attempts or not (exc.transient or exc.expired):
                         raise
                     log.info("download failed, will retry", job_id=job_id, error=str(exc))
-                    if exc.expired:
-                        links, obtained = (
-                            await _fresh_links(self.refresh, job_id),
-                            self.wall_clock(),
-                        )
-                    else:
+                    stale = exc.expired
+                    if not stale:
                         await anyio.sleep(self.policy.retry.delay(attempt, self.rng))
         return saved
 
