@@ -101,6 +101,7 @@ class Poller:
         self._rng = rng or random.Random()
         self._auth_failures = 0
         self.sweeping = False
+        self._listable = 0  # pending jobs sweeps can see, kept as a count: asked on every admission
         self.stats = PollStats()
 
     def stages(self) -> tuple[int, int, int]:
@@ -120,7 +121,7 @@ class Poller:
         strategy = self._policy.strategy
         if strategy == "single":
             return False
-        listable = sum(1 for w in self.pending.values() if w.listable)
+        listable = self._listable
         if strategy == "list":
             return listable > 0
         capacity = self._policy.rate * self._policy.cadence
@@ -186,7 +187,13 @@ class Poller:
 
     def poll_singly(self, w: Watched) -> None:
         """Sweeps cannot see `w` (or lack its links): give it single GETs from now on."""
+        self._unlist(w)
         self._push(w, self.clock())
+
+    def _unlist(self, w: Watched) -> None:
+        if w.listable:
+            w.listable = False
+            self._listable -= 1
 
     async def _admit(self, inputs: AsyncIterator[Job | InputError]) -> None:
         async for item in inputs:
@@ -209,6 +216,7 @@ class Poller:
             timeout = self._policy.job_timeout
             w = Watched(item, admitted=now, deadline=None if timeout is None else now + timeout)
             self.pending[w.job_id] = w
+            self._listable += 1
             if self.list_mode():  # the next sweep reads it; only its deadline needs an entry
                 self.set_sweeping(True)
                 self._push(w, math.inf)
@@ -322,8 +330,7 @@ class Poller:
             error = ErrorInfo(code, status.message or "the job failed", status.request_id)
             await self.conclude(w, "FAILED", error)
         elif status.state == "SUCCEED" and listed and "audio" not in status.links:
-            w.listable = False  # the list gave no audio link: ask the job itself for it
-            self.poll_singly(w)
+            self.poll_singly(w)  # the list gave no audio link: ask the job itself for it
         elif status.state == "SUCCEED":
             log.info("job succeeded", job_id=w.job_id, polls=w.polls)
             finished = Finished(w, status, self.clock(), self.wall_clock())
@@ -347,6 +354,7 @@ class Poller:
             await send
         finally:
             self.pending.pop(w.job_id, None)
+            self._unlist(w)
             self._notify()
 
     async def conclude(self, w: Watched, status: str, error: ErrorInfo) -> None:
