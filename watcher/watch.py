@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -82,24 +83,23 @@ async def watch(
 class _Tracker:
     """Builds progress snapshots from the live counters of one run."""
 
+    WINDOW = 10.0  # seconds the request rate and cadence are averaged over
+
     def __init__(self, poller: Poller, download: JobDownload, tally: Tally) -> None:
         self._poller, self._download, self._tally = poller, download, tally
-        self._started = self._last = time.monotonic()
-        self._requests = self._gaps = 0
-        self._gap_total = 0.0
+        self._started = time.monotonic()
+        # (time, requests, gaps, gap total) of recent snapshots, oldest first
+        self._recent: deque[tuple[float, int, int, float]] = deque([(self._started, 0, 0, 0.0)])
 
     def snapshot(self, input_done: bool) -> Snapshot:
         stats, now = self._poller.stats, time.monotonic()
         requests = stats.requests + stats.list_requests
-        interval = max(now - self._last, 1e-9)
-        rate = (requests - self._requests) / interval
-        gaps, gap_total = stats.gaps - self._gaps, stats.gap_total - self._gap_total
-        self._last, self._requests, self._gaps, self._gap_total = (
-            now,
-            requests,
-            stats.gaps,
-            stats.gap_total,
-        )
+        while len(self._recent) > 1 and now - self._recent[1][0] >= self.WINDOW:
+            self._recent.popleft()
+        then, then_requests, then_gaps, then_gap_total = self._recent[0]
+        self._recent.append((now, requests, stats.gaps, stats.gap_total))
+        rate = (requests - then_requests) / max(now - then, 1e-9)
+        gaps, gap_total = stats.gaps - then_gaps, stats.gap_total - then_gap_total
         waiting, processing, unseen = self._poller.stages()
         done = self._tally.statuses["SUCCEED"]
         finished = sum(self._tally.statuses.values())
