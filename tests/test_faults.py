@@ -183,3 +183,18 @@ async def test_faults_while_fetching_fresh_links_are_retried(
     lines = read_manifest(tmp_path)
     assert {r["status"] for r in lines} == {"SUCCEED"}, [r["error"] for r in lines]
     assert sim.sim.faults.counts()["api-500"] > 0
+
+
+@pytest.mark.anyio
+async def test_a_stray_401_while_fetching_fresh_links_is_retried(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """Sporadic 401s on refresh calls count like the poller's: retried, not a failed job."""
+    jobs = make_jobs(8)
+    sim = sim_factory(jobs, faults=FaultPlan(expired_link=0.5, auth_401=0.2), seed=6)
+    poll = replace(FAST, retry=replace(FAST.retry, attempts=12), auth_failures=6)
+    download = replace(FAST_DOWNLOADS, retry=replace(FAST_DOWNLOADS.retry, attempts=12))
+    await run_jobs(run_config(sim.url, tmp_path, poll, download), *jobs)
+    lines = read_manifest(tmp_path)
+    assert {r["status"] for r in lines} == {"SUCCEED"}, [r["error"] for r in lines]
+    assert sim.sim.faults.counts()["auth-401"] > 0

@@ -27,7 +27,13 @@ from anyio.abc import TaskGroup
 from watcher.api import USER_AGENT, JobStatus, MetaStudioClient
 from watcher.config import RunConfig
 from watcher.download import Finished, JobDownload, download_worker
-from watcher.errors import InputError, first_watcher_error
+from watcher.errors import (
+    AuthError,
+    InputError,
+    ThrottledError,
+    TransportError,
+    first_watcher_error,
+)
 from watcher.inputs import Job, check_job_id
 from watcher.manifest import JobResult, Previous, Tally, open_manifest, recover, write_all
 from watcher.naming import Namer
@@ -193,8 +199,19 @@ async def _watch(
             limiter = RateLimiter(config.poll.rate)  # ShowAsyncTtsJob's; the list call has its own
 
             async def refresh(job_id: str) -> JobStatus:
+                """ShowAsyncTtsJob for fresh links, under the poller's limit and bookkeeping: a
+                refusal counts towards the run's stop, else it is one more transient fault."""
                 await limiter.acquire()
-                return await client.show_job(job_id)
+                try:
+                    status = await client.show_job(job_id)
+                except AuthError as exc:
+                    poller.refused(exc)  # raises once refusals come `auth_failures` in a row
+                    raise TransportError(f"credentials refused once: {exc}") from exc
+                except ThrottledError as exc:
+                    poller.throttled(limiter, exc)
+                    raise
+                poller.succeeded(limiter)
+                return status
 
             download = JobDownload(
                 download_session, refresh, config.out_dir, config.download, random.Random()
