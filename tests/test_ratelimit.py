@@ -96,3 +96,16 @@ def test_rate_must_be_positive() -> None:
     """A zero rate is refused at construction, not discovered as a hang."""
     with pytest.raises(ValueError, match="positive"):
         RateLimiter(0)
+
+
+def test_headroom_paces_below_the_configured_rate() -> None:
+    """headroom=0.9 at rate 10 spaces requests 1/9 s apart; nonsense headroom is refused."""
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep, headroom=0.9)
+    assert [round(limiter.reserve(), 6) for _ in range(3)] == [
+        0.0,
+        round(1 / 9, 6),
+        round(2 / 9, 6),
+    ]
+    with pytest.raises(ValueError, match="headroom"):
+        RateLimiter(10, headroom=1.5)

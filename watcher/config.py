@@ -41,7 +41,8 @@ class PollPolicy:
     `strategy`: `single` (one GET per job), `list` (list-call sweeps) or `auto` (sweeps when
     single GETs cannot keep up); `rate` applies to each API on its own, as the gateway counts.
     `list_lookback`: how far before its admission a job of unknown creation time may have been
-    created, for the first sweeps' window.
+    created, for the first sweeps' window. `headroom`: the share of `rate` actually paced at, so
+    arrival jitter does not push a gateway's one-second count over the limit.
     """
 
     cadence: float = 3.0
@@ -54,6 +55,7 @@ class PollPolicy:
     max_in_flight: int = 64
     strategy: str = "auto"
     list_lookback: float = 24 * 3600.0
+    headroom: float = 0.9
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,6 +102,7 @@ class Poller:
         self._auth_failures = 0
         self.sweeping = False
         self._listable = 0  # pending jobs sweeps can see, kept as a count: asked on every admission
+        self._sweeps_wanted = anyio.Event()
         self.stats = PollStats()
 
     def stages(self) -> tuple[int, int, int]:
@@ -183,7 +184,14 @@ class Poller:
             now = self.clock()
             for w in self.pending.values():
                 self._push(w, now)
+        elif on and not self.sweeping:
+            self._sweeps_wanted.set()  # a sweeper waiting for work starts at once
         self.sweeping = on
+
+    async def sweeps_wanted(self) -> None:
+        """Wait until the poller wants list sweeps."""
+        await self._sweeps_wanted.wait()
+        self._sweeps_wanted = anyio.Event()
 
     def poll_singly(self, w: Watched) -> None:
         """Sweeps cannot see `w` (or lack its links): give it single GETs from now on."""
@@ -325,7 +333,9 @@ class Poller:
         w.state = status.state
         if not status.final:
             return
-        if status.failed:
+        if status.failed and listed:
+            self.poll_singly(w)  # the list has only `fail_msg`: the job itself gives its code
+        elif status.failed:
             code = status.code or "FAILED"
             error = ErrorInfo(code, status.message or "the job failed", status.request_id)
             await self.conclude(w, "FAILED", error)

@@ -14,6 +14,8 @@ single GETs are left for what the list does not show.
   pending job's creation time is unknown. Jobs created outside it (a file of old ids, say) are
   missed by the list; after two complete sweeps that should have shown them, they are left to
   single GETs and no longer widen the window.
+- A page answered 429 or with a transient fault is asked again (after the pause or a jittered
+  backoff), so a sweep goes on where it was rather than starting over at page 0.
 - Paging shifts as new jobs are created (newest first): a job pushed past a page boundary is
   read twice or, at worst, missed by one sweep, never lost: its single GET comes due if sweeps
   keep missing it.
@@ -21,10 +23,12 @@ single GETs are left for what the list does not show.
 
 from __future__ import annotations
 
+import random
+
 import anyio
 import structlog
 
-from watcher.api import MetaStudioClient
+from watcher.api import JobPage, MetaStudioClient
 from watcher.config import PollPolicy
 from watcher.errors import ApiError, AuthError, ThrottledError, TransportError
 from watcher.poller import Poller
@@ -46,6 +50,7 @@ class Sweeper:
         self._limiter = limiter
         self._poller = poller
         self._policy = policy
+        self._rng = random.Random()
         self.sweeps = 0
 
     def window(self) -> tuple[float | None, float | None]:
@@ -70,13 +75,43 @@ class Sweeper:
         return since, until
 
     async def run(self) -> None:
-        """Sweep once per cadence while sweeps are wanted; runs until cancelled."""
+        """Sweep once per cadence while sweeps are wanted (the first at once when the poller
+        starts wanting them); runs until cancelled."""
         while True:
             started = self._poller.clock()
             self._poller.set_sweeping(self._poller.list_mode())
             if self._poller.sweeping:
                 await self.sweep()
-            await anyio.sleep(max(0.0, started + self._policy.cadence - self._poller.clock()))
+                delay = max(0.0, started + self._policy.cadence - self._poller.clock())
+                await anyio.sleep(delay)
+            else:
+                await self._poller.sweeps_wanted()
+
+    async def _page(self, offset: int, since: float | None, until: float | None) -> JobPage | None:
+        """One page, asked again after a 429 or a transient fault (a sweep that gave up would
+        start over at page 0 next time, and the oldest pages would starve); None: give up."""
+        poller = self._poller
+        for attempt in range(1, self._policy.retry.attempts + 1):
+            await self._limiter.acquire()
+            poller.stats.list_requests += 1
+            try:
+                page = await self._client.list_jobs(
+                    offset=offset, limit=PAGE, since=since, until=until
+                )
+            except AuthError as exc:
+                poller.refused(exc)
+            except ThrottledError as exc:
+                poller.throttled(self._limiter, exc)
+            except (ApiError, TransportError) as exc:
+                if not exc.transient:
+                    log.info("list sweep cut short", error=str(exc), offset=offset)
+                    return None
+                await anyio.sleep(self._policy.retry.delay(attempt, self._rng))
+            else:
+                poller.succeeded(self._limiter)
+                return page
+        log.info("list sweep cut short after retries", offset=offset)
+        return None
 
     async def sweep(self) -> bool:
         """Read every page of the window once; True when the sweep was complete."""
@@ -86,22 +121,9 @@ class Sweeper:
         seen: set[str] = set()
         offset = 0
         while True:
-            await self._limiter.acquire()
-            poller.stats.list_requests += 1
-            try:
-                page = await self._client.list_jobs(
-                    offset=offset, limit=PAGE, since=since, until=until
-                )
-            except AuthError as exc:
-                poller.refused(exc)
+            page = await self._page(offset, since, until)
+            if page is None:
                 return False
-            except ThrottledError as exc:
-                poller.throttled(self._limiter, exc)
-                return False
-            except (ApiError, TransportError) as exc:
-                log.info("list sweep cut short", error=str(exc), offset=offset)
-                return False
-            poller.succeeded(self._limiter)
             at = poller.clock()
             for listed in page.jobs:
                 w = poller.pending.get(listed.job_id)

@@ -12,6 +12,7 @@ downloads' (which never carries API credentials).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import deque
@@ -167,7 +168,9 @@ async def _watch(
     todo = unsettled(named, previous, retry_failed=config.retry_failed, stats=resume)
     workers = config.download.workers
     results_tx, results_rx = anyio.create_memory_object_stream[JobResult](workers * 4)
-    finished_tx, finished_rx = anyio.create_memory_object_stream[Finished](workers * 2)
+    # Unbounded: a final job waits here for a download worker (a few hundred bytes each) rather
+    # than holding up the poller or a sweep, which would delay every other job's reading.
+    finished_tx, finished_rx = anyio.create_memory_object_stream[Finished](math.inf)
     ssl = config.download.verify_tls  # True: verify certificates (the default); False: --insecure
     api_session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=config.poll.max_in_flight, ssl=ssl),
@@ -196,7 +199,8 @@ async def _watch(
     try:
         async with api_session, download_session, anyio.create_task_group() as tg:
             client = MetaStudioClient(config.api, api_session)
-            limiter = RateLimiter(config.poll.rate)  # ShowAsyncTtsJob's; the list call has its own
+            # ShowAsyncTtsJob's limiter; the list call has its own
+            limiter = RateLimiter(config.poll.rate, headroom=config.poll.headroom)
 
             async def refresh(job_id: str) -> JobStatus:
                 """ShowAsyncTtsJob for fresh links, under the poller's limit and bookkeeping: a
@@ -227,7 +231,7 @@ async def _watch(
                 tg.start_soon(report, _Tracker(poller, download, tally), hooks.on_progress)
             helpers = []
             if config.poll.strategy != "single":
-                list_limiter = RateLimiter(config.poll.rate)
+                list_limiter = RateLimiter(config.poll.rate, headroom=config.poll.headroom)
                 helpers.append(Sweeper(client, list_limiter, poller, config.poll).run)
             await poller.run(todo, stop, tuple(helpers))
     finally:
