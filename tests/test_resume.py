@@ -126,3 +126,29 @@ def test_sigint_stops_cleanly_with_130(sim_factory: Any, tmp_path: Path) -> None
     assert "interrupted" in err
     assert (tmp_path / "out" / "manifest.jsonl").read_bytes() == b""
     assert not list((tmp_path / "out").glob("*.part"))
+
+
+def test_sigint_stops_a_run_reading_an_open_pipe(sim_factory: Any, tmp_path: Path) -> None:
+    """`producer | watcher run`: SIGINT ends it (130) even while the producer keeps stdin open."""
+    jobs = make_jobs(2)
+    sim = sim_factory(jobs, time_scale=100.0)
+    env = dict(os.environ, HUAWEICLOUD_SDK_AK=TEST_AK, HUAWEICLOUD_SDK_SK=TEST_SK)
+    env["HUAWEICLOUD_SDK_PROJECT_ID"] = TEST_PROJECT_ID
+    command = [sys.executable, "-m", "watcher", "run", "--endpoint", sim.url]
+    command += ["--out", str(tmp_path / "out"), "--cadence", "0.05", "--quiet"]
+    with subprocess.Popen(  # noqa: S603
+        command, env=env, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdin is not None and process.stderr is not None
+        process.stdin.write("job-000\njob-001\n")
+        process.stdin.flush()  # and keep it open, as a submitter still running would
+        deadline = time.monotonic() + 20
+        while sum(sim.sim.stats.requests().values()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)  # stdin still open: the pipe must not hold the exit up
+        finally:
+            process.kill()
+        err = process.stderr.read()
+    assert process.returncode == 130, err

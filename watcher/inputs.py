@@ -8,10 +8,15 @@ they become file names under `--out`.
 
 from __future__ import annotations
 
+import io
+import os
+import queue
 import re
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import IO, Any
 
 import anyio
@@ -125,19 +130,62 @@ def _decode(source: str, number: int, raw: bytes | None) -> Job | InputError | N
         return exc
 
 
+class _StdinReader:
+    """Reads stdin in a daemon thread and hands the chunks over through a small queue.
+
+    A read on an idle stdin can block for hours; in a daemon thread, and on the raw descriptor
+    (no buffer lock), it never keeps the process from exiting on a signal. Only for stdin: the
+    thread may outlive the run, and a descriptor we close could be reused by a socket meanwhile.
+    Each chunk is what one read returned, so a line a submitter prints now is seen now.
+    """
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._queue: queue.Queue[bytes | OSError] = queue.Queue(maxsize=4)
+        try:
+            fd = stream.fileno()
+            read: Callable[[int], bytes] = partial(os.read, fd)
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            read = getattr(stream, "read1", stream.read)
+        threading.Thread(target=self._pump, args=(read,), name="watcher-input", daemon=True).start()
+
+    def _pump(self, read: Callable[[int], bytes]) -> None:
+        try:
+            while chunk := read(CHUNK_BYTES):
+                self._queue.put(chunk)
+        except OSError as exc:
+            self._queue.put(exc)
+            return
+        self._queue.put(b"")
+
+    async def read(self) -> bytes:
+        """The next chunk; b"" at the end of the stream."""
+        while True:
+            try:  # a bounded wait, so no worker thread stays blocked when the run ends
+                item = await anyio.to_thread.run_sync(
+                    self._queue.get, True, 0.25, abandon_on_cancel=True
+                )
+            except queue.Empty:
+                continue
+            if isinstance(item, OSError):
+                raise item
+            return item
+
+
 async def stream_lines(
-    stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES
+    stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES, *, stdin: bool = False
 ) -> AsyncIterator[tuple[int, bytes | None]]:
     """(line number, bytes without the newline) of each line, as soon as it is complete; an
-    over-long line comes as None.
-
-    Reads in a worker thread with `read1`, so a line a submitter prints now is yielded now, not
-    when the submitter exits.
-    """
-    read = getattr(stream, "read1", stream.read)
+    over-long line comes as None. Reads happen in threads (`read1`: whatever has arrived)."""
+    if stdin:
+        read = _StdinReader(stream).read
+    else:
+        read1 = getattr(stream, "read1", stream.read)
+        read = partial(anyio.to_thread.run_sync, read1, CHUNK_BYTES, abandon_on_cancel=True)
     feed = _split_lines(max_line_bytes)
     while True:
-        chunk: bytes = await anyio.to_thread.run_sync(read, CHUNK_BYTES, abandon_on_cancel=True)
+        chunk: bytes = await read()
         for line in feed(chunk):
             yield line
         if not chunk:
@@ -150,7 +198,7 @@ async def read_lines(
     """(source, line number, bytes) of each line of each path in turn (`-` or none: stdin)."""
     for path in paths or ["-"]:
         if path == "-":
-            async for number, raw in stream_lines(sys.stdin.buffer, max_line_bytes):
+            async for number, raw in stream_lines(sys.stdin.buffer, max_line_bytes, stdin=True):
                 yield "<stdin>", number, raw
             continue
         with open(path, "rb") as stream:  # noqa: ASYNC230 - opening is instant; reads are threaded
