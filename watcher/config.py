@@ -71,7 +71,7 @@ class DownloadPolicy:
 
     workers: int = 8
     timeout: float = 300.0
-    chunk_bytes: int = 256 * 1024
+    chunk_bytes: int = 1024 * 1024
     retry: RetryPolicy = RetryPolicy(attempts=5, base=0.5, cap=30.0)
     link_ttl: float = 3600.0
     link_margin: float = 300.0

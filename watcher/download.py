@@ -14,6 +14,7 @@ goes through the shared rate limit) before the next try.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 import time
@@ -76,6 +77,47 @@ def _refusal(status: int, body: bytes) -> str:
     return f"HTTP {status}" + (f" {': '.join(found)}" if found else "")
 
 
+class _PartFile:
+    """The `.part` file a download is written to, hashed as it is written. Every method is
+    blocking, meant for a worker thread: each body chunk costs one thread hand-off, which
+    writes and hashes it (hashlib releases the GIL, so hashing runs beside the event loop)."""
+
+    __slots__ = ("_file", "digest", "part", "size")
+
+    def __init__(self, part: Path) -> None:
+        self.part = part
+        self._file = part.open("wb")
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self._file.write(chunk)
+        self.size += len(chunk)
+
+    def finish(self, target: Path, inspect: Callable[[Path], float] | None) -> float | None:
+        """Close, check (`inspect`: ValueError when it is not what it claims), and rename."""
+        self._file.close()
+        duration = inspect(self.part) if inspect is not None else None
+        os.replace(self.part, target)
+        return duration
+
+    def close(self) -> None:
+        self._file.close()
+
+    @classmethod
+    def whole(
+        cls, body: bytes, part: Path, target: Path, inspect: Callable[[Path], float] | None
+    ) -> tuple[_PartFile, float | None]:
+        """A small body, complete in memory, stored in one go (one thread hand-off per file)."""
+        out = cls(part)
+        try:
+            out.write(body)
+            return out, out.finish(target, inspect)
+        finally:
+            out.close()
+
+
 async def fetch_file(
     session: aiohttp.ClientSession,
     url: str,
@@ -86,13 +128,14 @@ async def fetch_file(
     """Stream `url` to `target` via a `.part` file; DownloadError when it cannot be saved.
 
     `inspect`, if given, checks the complete `.part` before it gets its final name (in a worker
-    thread) and returns a duration; a ValueError from it is a BAD_AUDIO error.
+    thread) and returns a duration; a ValueError from it is a BAD_AUDIO error. A body of at
+    most `chunk_bytes` is read whole and stored in a single worker-thread call.
     """
     if URL(url).scheme not in ("http", "https"):
         raise DownloadError(f"refusing a link that is not http(s): scheme {URL(url).scheme!r}")
     part = target.with_name(target.name + PART_SUFFIX)
-    digest = hashlib.sha256()
-    size = 0
+    run = anyio.to_thread.run_sync
+    out: _PartFile | None = None
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=policy.timeout)) as resp:
             if resp.status != 200:
@@ -106,38 +149,45 @@ async def fetch_file(
             cap = policy.max_file_bytes
             if cap is not None and expected is not None and expected > cap:
                 raise DownloadError(f"{target.name}: {expected} bytes is over --max-file-bytes")
-            async with await anyio.open_file(part, "wb") as out:
+            if expected is not None and expected <= policy.chunk_bytes:
+                body = await resp.read()
+                _check_size(target, len(body), expected)
+                out, duration = await run(_PartFile.whole, body, part, target, inspect)
+            else:
+                out = await run(_PartFile, part)
                 async for chunk in resp.content.iter_chunked(policy.chunk_bytes):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    if cap is not None and size > cap:
+                    if cap is not None and out.size + len(chunk) > cap:
                         raise DownloadError(f"{target.name}: over --max-file-bytes ({cap})")
-                    await out.write(chunk)
-        if expected is not None and size != expected:
-            raise DownloadError(f"{target.name}: got {size} of {expected} bytes", transient=True)
-        duration = None
-        if inspect is not None:
-            try:
-                duration = await anyio.to_thread.run_sync(inspect, part)
-            except ValueError as exc:
-                raise DownloadError(f"{target.name}: {exc}", code="BAD_AUDIO") from exc
-        await anyio.Path(part).replace(target)
+                    await run(out.write, chunk)
+                _check_size(target, out.size, expected)
+                duration = await run(out.finish, target, inspect)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        await _discard(part)
+        await _discard(part, out)
         raise DownloadError(
             f"{target.name}: {exc.__class__.__name__}: {exc}", transient=True
         ) from exc
+    except ValueError as exc:
+        await _discard(part, out)
+        raise DownloadError(f"{target.name}: {exc}", code="BAD_AUDIO") from exc
     except OSError as exc:
-        await _discard(part)
+        await _discard(part, out)
         raise DownloadError(f"{target.name}: cannot write: {exc.strerror or exc}") from exc
     except BaseException:
-        await _discard(part)
+        await _discard(part, out)
         raise
-    return SavedFile(str(target), size, digest.hexdigest(), duration)
+    assert out is not None  # every path that gets here stored the body
+    return SavedFile(str(target), out.size, out.digest.hexdigest(), duration)
 
 
-async def _discard(part: Path) -> None:
+def _check_size(target: Path, size: int, expected: int | None) -> None:
+    if expected is not None and size != expected:
+        raise DownloadError(f"{target.name}: got {size} of {expected} bytes", transient=True)
+
+
+async def _discard(part: Path, out: _PartFile | None) -> None:
     with anyio.CancelScope(shield=True):
+        if out is not None:
+            await anyio.to_thread.run_sync(out.close)
         await anyio.Path(part).unlink(missing_ok=True)
 
 

@@ -180,6 +180,7 @@ async def _watch(
         connector=aiohttp.TCPConnector(limit=workers * 2, ssl=ssl),
         headers={"User-Agent": USER_AGENT},
         auto_decompress=False,  # save the bytes served, so sizes match Content-Length
+        read_bufsize=config.download.chunk_bytes,  # fewer, larger reads (default: 64 KiB)
     )
     manifest = open_manifest(config.manifest)
     tally = Tally()
