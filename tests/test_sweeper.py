@@ -72,15 +72,15 @@ async def test_jobs_outside_the_list_window_are_polled_singly(tmp_path: Path) ->
 
 
 @pytest.mark.anyio
-async def test_failed_jobs_seen_in_the_list_keep_their_api_code(
+async def test_failed_jobs_seen_in_the_list_cost_no_extra_requests(
     sim_factory: Any, tmp_path: Path
 ) -> None:
-    """The list has only fail_msg; a single GET fetches the code, as for single polling."""
+    """A FAILED job read from the list is final at once with the list's fail_msg (no code)."""
     jobs = make_jobs(4)
     sim = sim_factory(jobs, fail_percent=100)
     poll = replace(FAST, strategy="list", cadence=0.05)
     summary = await run_jobs(run_config(sim.url, tmp_path, poll), *jobs)
     lines = read_manifest(tmp_path)
-    assert {r["status"] for r in lines} == {"FAILED"}
-    assert all(r["error"]["code"].startswith("MSS.") for r in lines)
-    assert summary.polls.sightings >= 4
+    assert {(r["status"], r["error"]["code"]) for r in lines} == {("FAILED", "FAILED")}
+    assert all(r["error"]["message"] for r in lines)
+    assert summary.polls.requests == 0
