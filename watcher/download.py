@@ -252,7 +252,7 @@ class JobDownload:
                     if attempt == self.policy.retry.attempts or not (exc.transient or exc.expired):
                         raise
                     log.info("download failed, will retry", job_id=job_id, error=str(exc))
-                    stale = exc.expired
+                    stale = stale or exc.expired  # a failed refresh leaves the link refused
                     if not stale:
                         await anyio.sleep(self.policy.retry.delay(attempt, self.rng))
         return saved
