@@ -1,0 +1,325 @@
+"""Benchmark 4 (issue 4): download throughput, the watcher against `curl --parallel`.
+
+What it measures: MB/s saving the result files of 2,000 jobs with ~200 KB of audio each (text
+length 78: 199,724-byte WAV) and, separately, of 50 jobs with ~20 MB each (7,813 characters:
+20,000,324 bytes), plus each job's subtitle and timestamp files (and action file, one job in
+four), from the simulator's storage route. With `--quick`: 100 and 3 jobs.
+
+How: one `watcher sim` (its own process, `--time-scale 0` so every job has SUCCEEDed from the
+start, `--fail-percent 0`, no rate limit) serves both. For each group, alternately (watcher,
+curl, curl, watcher; once each with `--quick`):
+
+- watcher: `watcher run GROUP.jsonl --poll list --rate 100` (list sweeps at 100 requests/s, so
+  finding the 2,000 links takes 0.2 s and polling never holds the downloads up), 8 download
+  workers (the default). Timed from the first `job succeeded` log line (the first link in hand)
+  to the process's exit (every file saved, renamed, hashed and in the fsynced manifest); the
+  column "incl. startup" times it from the spawn. Bytes: the manifest's file sizes.
+- curl 7.88: `curl --parallel --parallel-max 8 --fail --config LINKS` with one `url`/`output`
+  pair per file, for the same files: links read with ShowAsyncTtsJob (`watcher.api` client)
+  just before, valid for an hour. Timed from spawn to exit. Bytes: the files on disk.
+
+Each pass writes into an empty folder; the folder is deleted and `sync` run between passes so
+neither inherits the other's dirty pages. Everything is done twice: writing to the disk
+(bench/out, ext4 on this VM) and writing to tmpfs (/dev/shm), because on this VM the kernel's
+cost of creating and writing files on ext4 swings by 5x from one minute to the next (curl alone,
+same 6,484 files: 0.96 s, then 2.49 s, then 2.30 s, all of the difference in system time); tmpfs
+takes that noise out and leaves the clients' own cost. The simulator serves both from the
+same 2-core machine, so both compete with it for the CPUs alike; its CPU share is shown. CPU
+shares cover the timed interval (the watcher's CPU is sampled from /proc every 20 ms to find its
+value at the first link; the end values come from `os.wait4`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+import anyio
+from common import (
+    BENCH_ENV,
+    OUT,
+    Sim,
+    cpu_seconds,
+    fmt,
+    fresh_dir,
+    log,
+    read_manifest,
+    reap,
+    simulator,
+    spawn,
+    table,
+    wait_exit,
+    watcher_cmd,
+    write_lines,
+)
+from yarl import URL
+
+from watcher.api import MetaStudioClient
+from watcher.auth import AkSk
+from watcher.config import ApiConfig
+
+CURL = "/usr/bin/curl"
+PARALLEL = 8
+SMALL_CHARS = 78  # 78 x 0.08 s x 32,000 B/s = 199,680 bytes of samples + 44 of header
+LARGE_CHARS = 7813  # 20,000,280 bytes of samples + 44
+PASS_TIMEOUT_S = 900.0
+SHM = Path("/dev/shm/bench-polling-download")  # noqa: S108 - our own folder, removed after
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """One timed download of a whole group."""
+
+    tool: str  # CPU figures cover the timed `seconds` (watcher: sampled every 20 ms)
+    files: int
+    bytes: int
+    seconds: float
+    seconds_from_spawn: float
+    first_link_s: float | None  # watcher: spawn to its first `job succeeded`
+    client_cpu_s: float
+    sim_cpu_s: float
+    exit_code: int
+
+    @property
+    def mb_s(self) -> float:
+        """Throughput in MB/s (10^6 bytes)."""
+        return self.bytes / 1e6 / self.seconds
+
+
+async def _links(url: str, job_ids: list[str]) -> dict[str, dict[str, str]]:
+    creds = AkSk(BENCH_ENV["HUAWEICLOUD_SDK_AK"], BENCH_ENV["HUAWEICLOUD_SDK_SK"])
+    config = ApiConfig(url, BENCH_ENV["HUAWEICLOUD_SDK_PROJECT_ID"], creds)
+    links: dict[str, dict[str, str]] = {}
+    limiter = anyio.Semaphore(16)
+    async with aiohttp.ClientSession() as session:
+        client = MetaStudioClient(config, session)
+
+        async def one(job_id: str) -> None:
+            async with limiter:
+                status = await client.show_job(job_id)
+            if status.state != "SUCCEED":
+                raise RuntimeError(f"{job_id} is {status.state}, not SUCCEED")
+            links[job_id] = dict(status.links)
+
+        async with anyio.create_task_group() as tg:
+            for job_id in job_ids:
+                tg.start_soon(one, job_id)
+    return links
+
+
+def watcher_pass(sim: Sim, jobs_file: Path, out: Path, logfile: Path) -> Pass:
+    """`watcher run` on the group; see the module docstring."""
+    args = ["--poll", "list", "--rate", "100", str(jobs_file)]
+    with logfile.open("wb") as err:
+        spawned = time.time()
+        sim0 = cpu_seconds(sim.proc.pid)
+        proc = spawn(watcher_cmd(sim.url, out, *args), stderr=err)
+        finished = False
+        samples: list[tuple[float, float, float]] = []  # (wall time, watcher CPU, sim CPU)
+        try:
+            deadline = time.monotonic() + PASS_TIMEOUT_S
+            while not (finished := wait_exit(proc, 0.0)) and time.monotonic() < deadline:
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    samples.append((time.time(), cpu_seconds(proc.pid), cpu_seconds(sim.proc.pid)))
+                time.sleep(0.02)
+            if not finished:
+                raise RuntimeError(f"watcher did not finish within {PASS_TIMEOUT_S:g} s")
+            ended_at = time.time()
+            sim1 = cpu_seconds(sim.proc.pid)
+        finally:
+            ended = reap(proc, 30.0, sig=None if finished else signal.SIGINT)
+    first = None
+    for raw in logfile.read_text(errors="replace").splitlines():
+        if raw.startswith("{") and '"job succeeded"' in raw:
+            stamp = json.loads(raw)["timestamp"]
+            first = datetime.fromisoformat(stamp).timestamp()
+            break
+    if first is None:
+        raise RuntimeError(f"no 'job succeeded' line in {logfile}")
+    before = [x for x in samples if x[0] <= first] or samples[:1] or [(spawned, 0.0, sim0)]
+    _, watcher_at_first, sim_at_first = before[-1]
+    lines = read_manifest(out / "manifest.jsonl")
+    saved = [f for line in lines for f in line.get("files", {}).values()]
+    if any(line["status"] != "SUCCEED" for line in lines):
+        raise RuntimeError(f"watcher pass: not every job SUCCEEDed; see {out}")
+    return Pass(
+        tool="watcher",
+        files=len(saved),
+        bytes=sum(int(f["bytes"]) for f in saved),
+        seconds=ended_at - first,
+        seconds_from_spawn=ended_at - spawned,
+        first_link_s=first - spawned,
+        client_cpu_s=ended.cpu_s - watcher_at_first,
+        sim_cpu_s=sim1 - sim_at_first,
+        exit_code=ended.code,
+    )
+
+
+def curl_pass(sim: Sim, links: dict[str, dict[str, str]], out: Path, work: Path) -> Pass:
+    """`curl --parallel` on the same files; see the module docstring."""
+    config = work / "curl.cfg"
+    entries = []
+    for job_links in links.values():
+        for url in job_links.values():
+            name = URL(url).path.rsplit("/", 2)
+            entries.append(f'url = "{url}"\noutput = "{out / f"{name[-2]}-{name[-1]}"}"\n')
+    config.write_text("".join(entries))
+    cmd = [CURL, "--parallel", "--parallel-max", str(PARALLEL), "--fail", "--silent"]
+    cmd += ["--show-error", "--config", str(config)]
+    with (work / "curl.log").open("ab") as err:
+        spawned = time.time()
+        sim0 = cpu_seconds(sim.proc.pid)
+        proc = spawn(cmd, stderr=err)
+        finished = False
+        try:
+            finished = wait_exit(proc, PASS_TIMEOUT_S)
+            if not finished:
+                raise RuntimeError(f"curl did not finish within {PASS_TIMEOUT_S:g} s")
+            ended_at = time.time()
+            sim1 = cpu_seconds(sim.proc.pid)
+        finally:
+            ended = reap(proc, 30.0, sig=None if finished else signal.SIGINT)
+    files = [p for p in out.iterdir() if p.is_file()]
+    if ended.code != 0 or len(files) != len(entries):
+        raise RuntimeError(f"curl exit {ended.code}, {len(files)} of {len(entries)} files")
+    return Pass(
+        tool="curl",
+        files=len(files),
+        bytes=sum(p.stat().st_size for p in files),
+        seconds=ended_at - spawned,
+        seconds_from_spawn=ended_at - spawned,
+        first_link_s=None,
+        client_cpu_s=ended.cpu_s,
+        sim_cpu_s=sim1 - sim0,
+        exit_code=ended.code,
+    )
+
+
+def run(quick: bool = False) -> str:
+    """Run benchmark 4 and return its table (Markdown)."""
+    groups = {"200 KB": (100 if quick else 2000, SMALL_CHARS)}
+    groups["20 MB"] = (3 if quick else 50, LARGE_CHARS)
+    order = ["watcher", "curl"] if quick else ["watcher", "curl", "curl", "watcher"]
+    work = fresh_dir(OUT / "download")
+    rng = random.Random(5)
+    files: dict[str, Path] = {}
+    everything = []
+    for group, (count, chars) in groups.items():
+        jobs = [(f"{rng.getrandbits(128):032x}", chars) for _ in range(count)]
+        everything += jobs
+        files[group] = write_lines(
+            work / f"jobs-{group.replace(' ', '')}.jsonl",
+            (json.dumps({"job_id": j, "text_length": n}) for j, n in jobs),
+        )
+    preload = write_lines(
+        work / "preload.jsonl",
+        (json.dumps({"job_id": j, "text_length": n}) for j, n in everything),
+    )
+    passes: dict[tuple[str, str], list[Pass]] = {}
+    sim_args = ["--preload", str(preload), "--time-scale", "0", "--fail-percent", "0"]
+    dests = [("disk", work / "out")]
+    if SHM.parent.is_dir() and shutil.disk_usage(SHM.parent).free > 3e9:
+        dests.append(("tmpfs", SHM))
+    try:
+        with simulator(sim_args, work / "sim.log") as sim:
+            for dest, out in dests:
+                for group, jobs_file in files.items():
+                    lines = jobs_file.read_text().splitlines()
+                    links = anyio.run(_links, sim.url, [json.loads(x)["job_id"] for x in lines])
+                    passes[group, dest] = []
+                    for i, tool in enumerate(order):
+                        fresh_dir(out)
+                        os.sync()
+                        if tool == "watcher":
+                            slug = f"{group.replace(' ', '')}-{dest}-{i}"
+                            p = watcher_pass(sim, jobs_file, out, work / f"watcher-{slug}.log")
+                        else:
+                            p = curl_pass(sim, links, out, work)
+                        passes[group, dest].append(p)
+                        log(f"download/{group}/{dest}/{tool}: {p.mb_s:.1f} MB/s ({p.files} files)")
+                        shutil.rmtree(out, ignore_errors=True)
+                        os.sync()
+    finally:
+        shutil.rmtree(SHM, ignore_errors=True)
+    return report(groups, passes)
+
+
+def report(groups: dict[str, tuple[int, int]], passes: dict[tuple[str, str], list[Pass]]) -> str:
+    """The table and the verdicts."""
+    rows = []
+    verdicts = []
+    for (group, dest), done in passes.items():
+        count = groups[group][0]
+        for p in done:
+            rows.append(
+                [
+                    f"{count:,} x {group}",
+                    dest,
+                    p.tool,
+                    fmt(p.files),
+                    fmt(p.bytes / 1e6, 1),
+                    fmt(p.seconds, 2),
+                    fmt(p.mb_s, 1),
+                    fmt(p.bytes / 1e6 / p.seconds_from_spawn, 1),
+                    fmt(p.first_link_s, 2),
+                    fmt(100 * p.client_cpu_s / p.seconds, 0),
+                    fmt(100 * p.sim_cpu_s / p.seconds, 0),
+                ]
+            )
+        sizes = {p.bytes for p in done}
+        if len(sizes) != 1:
+            verdicts.append(f"PROBLEM: {group}: the passes saved different byte counts {sizes}")
+
+        def pooled(tool: str, timed: str, done: list[Pass] = done) -> float:
+            picked = [p for p in done if p.tool == tool]
+            seconds = sum(float(getattr(p, timed)) for p in picked)
+            return sum(p.bytes for p in picked) / 1e6 / seconds
+
+        ratio = pooled("watcher", "seconds") / pooled("curl", "seconds")
+        ratio_spawn = pooled("watcher", "seconds_from_spawn") / pooled("curl", "seconds")
+        verdicts.append(
+            f"{group} to {dest}: watcher {pooled('watcher', 'seconds'):.1f} MB/s vs curl"
+            f" {pooled('curl', 'seconds'):.1f} MB/s = {ratio:.2f}x (from spawn:"
+            f" {ratio_spawn:.2f}x); target >= 0.8x -> " + ("MET" if ratio >= 0.8 else "MISSED")
+        )
+    text = table(
+        "Benchmark 4 - downloads from the simulator's storage, 8 at a time",
+        [
+            "group",
+            "written to",
+            "tool",
+            "files",
+            "MB",
+            "seconds",
+            "MB/s",
+            "MB/s incl. startup",
+            "spawn to 1st link s",
+            "client CPU %",
+            "sim CPU %",
+        ],
+        rows,
+    )
+    return text + "\n" + "\n".join(f"- {v}" for v in verdicts) + "\n"
+
+
+def main() -> int:
+    """`python bench/bench_download.py [--quick]`."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="100 x 200 KB and 3 x 20 MB")
+    args = parser.parse_args()
+    print(run(args.quick), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
