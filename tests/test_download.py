@@ -13,6 +13,7 @@ from aiohttp import web
 from watcher.config import DownloadPolicy
 from watcher.download import fetch_file, file_name
 from watcher.errors import DownloadError
+from watcher.watch import storage_session
 
 BODY = bytes(range(256)) * 1000
 POLICY = DownloadPolicy(workers=1, timeout=5, chunk_bytes=4096)
@@ -38,10 +39,25 @@ async def _expired(request: web.Request) -> web.Response:
     return web.Response(status=403, text=xml, content_type="application/xml")
 
 
+SEEN: list[dict[str, str]] = []
+
+
+async def _redirect(request: web.Request) -> web.Response:
+    SEEN.append(dict(request.headers))
+    raise web.HTTPFound("/landing.wav")
+
+
+async def _landing(request: web.Request) -> web.Response:
+    SEEN.append(dict(request.headers))
+    return web.Response(body=BODY, content_type="audio/wav")
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[str]:
     """A tiny storage stand-in on 127.0.0.1:0 with a good, a short and an expired file."""
     app = web.Application()
+    app.router.add_get("/redirect.wav", _redirect)
+    app.router.add_get("/landing.wav", _landing)
     app.router.add_get("/full.wav", _full)
     app.router.add_get("/short.wav", _short)
     app.router.add_get("/expired.wav", _expired)
@@ -99,3 +115,14 @@ def test_file_names_follow_the_kind_and_audio_extension() -> None:
     assert file_name("j1", "audio", "https://obs/x/j1.bin") == "j1.wav"
     assert file_name("j1", "srt", "https://obs/x/whatever") == "j1.srt"
     assert file_name("j1", "info", "https://obs/x/j1.timestamps.json") == "j1.info.json"
+
+
+@pytest.mark.anyio
+async def test_redirects_are_followed_without_credentials(server: str, tmp_path: Path) -> None:
+    """The download session carries no API credentials, before or after a redirect."""
+    SEEN.clear()
+    async with storage_session(POLICY) as session:
+        saved = await fetch_file(session, f"{server}/redirect.wav", tmp_path / "r.wav", POLICY)
+    assert saved.bytes == len(BODY) and len(SEEN) == 2
+    forbidden = {"authorization", "x-auth-token", "x-security-token", "x-sdk-date", "x-project-id"}
+    assert all(not forbidden & {h.lower() for h in headers} for headers in SEEN)

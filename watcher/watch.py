@@ -26,7 +26,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from watcher.api import USER_AGENT, JobStatus, MetaStudioClient
-from watcher.config import RunConfig
+from watcher.config import DownloadPolicy, RunConfig
 from watcher.download import Finished, JobDownload, download_worker
 from watcher.errors import (
     AuthError,
@@ -145,6 +145,17 @@ def _prepare(config: RunConfig) -> Previous:
     return previous
 
 
+def storage_session(policy: DownloadPolicy) -> aiohttp.ClientSession:
+    """The downloads' own HTTP session: no API credential is ever set on it (nor sent across
+    redirects), bytes are saved as served, TLS verified unless `--insecure`."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=policy.workers * 2, ssl=policy.verify_tls),
+        headers={"User-Agent": USER_AGENT},
+        auto_decompress=False,  # save the bytes served, so sizes match Content-Length
+        read_bufsize=policy.chunk_bytes,  # fewer, larger reads (default: 64 KiB)
+    )
+
+
 async def _owned(
     items: AsyncIterator[Job | InputError], shard: Shard
 ) -> AsyncIterator[Job | InputError]:
@@ -176,12 +187,7 @@ async def _watch(
         connector=aiohttp.TCPConnector(limit=config.poll.max_in_flight, ssl=ssl),
         headers={"User-Agent": USER_AGENT},
     )
-    download_session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=workers * 2, ssl=ssl),
-        headers={"User-Agent": USER_AGENT},
-        auto_decompress=False,  # save the bytes served, so sizes match Content-Length
-        read_bufsize=config.download.chunk_bytes,  # fewer, larger reads (default: 64 KiB)
-    )
+    download_session = storage_session(config.download)
     manifest = open_manifest(config.manifest)
     tally = Tally()
     written = anyio.Event()
