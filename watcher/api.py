@@ -22,8 +22,6 @@ from watcher.config import ApiConfig
 from watcher.errors import ApiError, AuthError, ThrottledError, TransportError
 
 USER_AGENT = f"watcher/{__version__}"
-STATES = frozenset({"WAITING", "PROCESSING", "SUCCEED", "FAILED"})
-FINAL_STATES = frozenset({"SUCCEED", "FAILED"})
 AUTH_CODES = frozenset({"APIGW.0301", "APIG.0301", "MSS.000000004", "MSS.00000004"})
 THROTTLE_CODES = frozenset({"APIGW.0308", "APIG.0308"})
 # ShowAsyncTtsJob's link fields, by the name the watcher gives each kind of file.

@@ -129,7 +129,7 @@ class Tally:
 
     @property
     def all_succeeded(self) -> bool:
-        """Whether every job succeeded (and there was at least none that did not)."""
+        """Whether no job ended otherwise than SUCCEED (true for an empty run)."""
         return set(self.statuses) <= {"SUCCEED"}
 
 

@@ -42,7 +42,7 @@ from watcher.errors import ApiError, AuthError, InputError, ThrottledError, Tran
 from watcher.inputs import Job
 from watcher.manifest import ErrorInfo, JobResult
 from watcher.ratelimit import RateLimiter
-from watcher.schedule import Schedule, Watched
+from watcher.schedule import Schedule, Watched, next_poll
 
 log = structlog.get_logger("watcher.poller")
 
@@ -281,7 +281,23 @@ class Poller:
             w.errors = 0
             await self.observe(w, status, sent, listed=False)
             if not w.final:
-                self._push(w, sent + self._policy.cadence)
+                self._push(w, next_poll(sent, self._policy.cadence))
+
+    async def show(self, job_id: str) -> JobStatus:
+        """One ShowAsyncTtsJob outside the schedule (fresh links for a download), under the same
+        limit and bookkeeping as polls: a refusal counts towards the run's stop and is otherwise
+        a transient fault; a 429 slows everyone down."""
+        await self._limiter.acquire()
+        try:
+            status = await self._client.show_job(job_id)
+        except AuthError as exc:
+            self.refused(exc)  # raises once refusals come `auth_failures` in a row
+            raise TransportError(f"credentials refused once: {exc}") from exc
+        except ThrottledError as exc:
+            self.throttled(self._limiter, exc)
+            raise
+        self.succeeded(self._limiter)
+        return status
 
     def succeeded(self, limiter: RateLimiter) -> None:
         """An API request was answered: refusals are no longer in a row; the pace recovers."""

@@ -51,7 +51,6 @@ class Sweeper:
         self._poller = poller
         self._policy = policy
         self._rng = random.Random()
-        self.sweeps = 0
 
     def window(self) -> tuple[float | None, float | None]:
         """The creation-time range (epoch seconds) that covers every listable pending job."""
@@ -137,7 +136,6 @@ class Sweeper:
             offset += PAGE
             if not page.jobs or offset >= page.count:
                 break
-        self.sweeps += 1
         for w in list(poller.pending.values()):
             if w.listable and w.job_id not in seen and w.admitted < began:
                 w.sweeps_missed += 1

@@ -25,16 +25,10 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from watcher.api import USER_AGENT, JobStatus, MetaStudioClient
+from watcher.api import USER_AGENT, MetaStudioClient
 from watcher.config import DownloadPolicy, RunConfig
 from watcher.download import Finished, JobDownload, download_worker
-from watcher.errors import (
-    AuthError,
-    InputError,
-    ThrottledError,
-    TransportError,
-    first_watcher_error,
-)
+from watcher.errors import InputError, first_watcher_error
 from watcher.inputs import Job, check_job_id
 from watcher.manifest import JobResult, Previous, Tally, open_manifest, recover, write_all
 from watcher.naming import Namer
@@ -208,24 +202,9 @@ async def _watch(
             client = MetaStudioClient(config.api, api_session)
             # ShowAsyncTtsJob's limiter; the list call has its own
             limiter = RateLimiter(config.poll.rate, headroom=config.poll.headroom)
-
-            async def refresh(job_id: str) -> JobStatus:
-                """ShowAsyncTtsJob for fresh links, under the poller's limit and bookkeeping: a
-                refusal counts towards the run's stop, else it is one more transient fault."""
-                await limiter.acquire()
-                try:
-                    status = await client.show_job(job_id)
-                except AuthError as exc:
-                    poller.refused(exc)  # raises once refusals come `auth_failures` in a row
-                    raise TransportError(f"credentials refused once: {exc}") from exc
-                except ThrottledError as exc:
-                    poller.throttled(limiter, exc)
-                    raise
-                poller.succeeded(limiter)
-                return status
-
+            poller = Poller(client, limiter, config.poll, finished_tx, results_tx.clone())
             download = JobDownload(
-                download_session, refresh, config.out_dir, config.download, random.Random()
+                download_session, poller.show, config.out_dir, config.download, random.Random()
             )
             tg.start_soon(write)
             async with finished_rx, results_tx:
@@ -233,7 +212,6 @@ async def _watch(
                     tg.start_soon(
                         download_worker, download, finished_rx.clone(), results_tx.clone()
                     )
-                poller = Poller(client, limiter, config.poll, finished_tx, results_tx.clone())
             if hooks.on_progress is not None:
                 tg.start_soon(report, _Tracker(poller, download, tally), hooks.on_progress)
             helpers = []
