@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from watcher.auth import Credentials
+from watcher.ratelimit import HEADROOM
 from watcher.retry import RetryPolicy
 from watcher.shard import Shard
 
@@ -55,7 +56,7 @@ class PollPolicy:
     max_in_flight: int = 64
     strategy: str = "auto"
     list_lookback: float = 24 * 3600.0
-    headroom: float = 0.9
+    headroom: float = HEADROOM
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ from types import TracebackType
 
 import anyio
 
+HEADROOM = 0.9  # the share of a gateway's limit to pace at (see the module docstring)
+
 
 class RateLimiter:
     """`async with limiter:` (or `await limiter.acquire()`) waits for this caller's slot."""

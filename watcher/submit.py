@@ -47,7 +47,7 @@ from watcher.errors import (
 from watcher.inputs import MAX_LINE_BYTES as RUN_LINE_BYTES
 from watcher.inputs import read_lines
 from watcher.options import add_api_arguments, api_config, positive
-from watcher.ratelimit import RateLimiter
+from watcher.ratelimit import HEADROOM, RateLimiter
 
 # The CreateAsyncTtsJob body fields a line may carry; its other fields are passed through.
 BODY_FIELDS = frozenset(
@@ -341,7 +341,7 @@ def _warn(message: str) -> None:
 
 
 async def _submit(api: ApiConfig, args: argparse.Namespace) -> SubmitTally:
-    limiter = RateLimiter(args.rate)
+    limiter = RateLimiter(args.rate, headroom=HEADROOM)
     requests = read_requests(args.inputs, body_defaults(args), keep_text=args.keep_text)
     async with (
         aiohttp.ClientSession(
