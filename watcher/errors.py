@@ -7,12 +7,30 @@
     │   ├── AuthError      401 APIGW.0301 or MSS.000000004: the whole run stops, exit 2
     │   └── ThrottledError 429 APIGW.0308: wait, then try again
     ├── TransportError     no usable answer: connection refused or reset, timeout, bad body
-    └── DownloadError      a result file could not be saved (link expired, short body, disk)
+    ├── DownloadError      a result file could not be saved (link expired, short body, disk)
+    ├── LedgerError        the manifest or --out cannot be used (locked by another run, gone,
+    │                      read-only, full, a file where a folder should be): exit 2
+    ├── OutageError        the API or storage stayed unreachable past --outage-timeout: exit 3
+    └── NoJobsError        the input held no job at all: exit 4
 
 `transient` says whether trying again later may succeed. Messages never contain credentials.
+`Exit` lists every exit code a command returns; the CLI maps errors to them in one place.
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Exit(IntEnum):
+    """The exit codes of every command (README's table says the same)."""
+
+    OK = 0  # every input job's counting line is SUCCEED, its files intact
+    JOBS_FAILED = 1  # some input job ended otherwise (FAILED, ERROR, TIMEOUT, INVALID)
+    USAGE = 2  # usage, configuration, authentication, or the manifest / --out unusable
+    OUTAGE = 3  # the API or storage stayed unreachable past --outage-timeout
+    NO_JOBS = 4  # the input held no job at all
+    INTERRUPTED = 130  # SIGINT / SIGTERM
 
 
 class WatcherError(Exception):
@@ -92,6 +110,25 @@ class DownloadError(WatcherError):
         self.transient = transient
         self.expired = expired
         self.code = code
+
+
+class LedgerError(WatcherError):
+    """The manifest or the output folder cannot be used; the message names the path and the
+    OS's reason. Nothing already recorded is lost; a rerun resumes."""
+
+
+class OutageError(WatcherError):
+    """`service` ("the API", "storage") gave no answer to anyone for longer than the outage
+    timeout; `since` is when it went down (epoch seconds). Unfinished jobs are not written."""
+
+    def __init__(self, service: str, since: float, message: str) -> None:
+        super().__init__(message)
+        self.service = service
+        self.since = since
+
+
+class NoJobsError(WatcherError):
+    """The input held no job at all (an empty file, or a submitter that printed nothing)."""
 
 
 def first_watcher_error(group: BaseExceptionGroup[BaseException]) -> WatcherError | None:

@@ -38,6 +38,10 @@ class Snapshot:
     throttled: int
     input_done: bool
     eta_s: float | None
+    # e.g. "API unreachable since 02:13:05 UTC, next try in 8 s"; None while all is well
+    outage: str | None = None
+    # seconds left of a pause everyone is in (a 429's Retry-After, capped), None when none
+    pause_s: float | None = None
 
 
 def _clock(seconds: float) -> str:
