@@ -26,7 +26,7 @@ class Clock:
         await anyio.lowlevel.checkpoint()
 
 
-def make(clock: Clock, **kwargs: float) -> Outage:
+def make(clock: Clock, **kwargs: float | None) -> Outage:
     return Outage(
         "the API",
         clock=clock,
