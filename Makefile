@@ -5,13 +5,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format soak bench clean
+.PHONY: demo test test-wheel lint format soak bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("watcher needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -19,6 +19,19 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The suite against the built wheel in a venv of its own, from a folder outside the checkout, so
+# what is tested is what `pip install` gives users (package data such as py.typed included).
+WHEEL_DIR := build/wheel
+test-wheel: $(STAMP)
+	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)
+	$(BIN)/python -m pip wheel --quiet --no-deps -w $(WHEEL_DIR) .
+	$(PYTHON) -m venv $(WHEEL_DIR)/venv
+	$(WHEEL_DIR)/venv/bin/python -m pip install --quiet -c constraints.txt "$$(ls $(WHEEL_DIR)/watcher-*.whl)[test]"
+	cp -r tests $(WHEEL_DIR)/tests
+	$(BIN)/python scripts/pytest_ini.py > $(WHEEL_DIR)/pytest.ini
+	cd $(WHEEL_DIR) && venv/bin/python -c 'import watcher, pathlib, sys; p = pathlib.Path(watcher.__file__); sys.exit(0 if "site-packages" in p.parts and (p.parent / "py.typed").is_file() else f"not the wheel: {p}")'
+	cd $(WHEEL_DIR) && venv/bin/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
