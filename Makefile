@@ -28,7 +28,7 @@ test-wheel: $(STAMP)
 	$(BIN)/python -m pip wheel --quiet --no-deps -w $(WHEEL_DIR) .
 	$(PYTHON) -m venv $(WHEEL_DIR)/venv
 	$(WHEEL_DIR)/venv/bin/python -m pip install --quiet -c constraints.txt "$$(ls $(WHEEL_DIR)/watcher-*.whl)[test]"
-	cp -r tests $(WHEEL_DIR)/tests
+	cp -r tests docs README.md $(WHEEL_DIR)/
 	$(BIN)/python scripts/pytest_ini.py > $(WHEEL_DIR)/pytest.ini
 	cd $(WHEEL_DIR) && venv/bin/python -c 'import watcher, pathlib, sys; p = pathlib.Path(watcher.__file__); sys.exit(0 if "site-packages" in p.parts and (p.parent / "py.typed").is_file() else f"not the wheel: {p}")'
 	cd $(WHEEL_DIR) && venv/bin/python -m pytest -q
