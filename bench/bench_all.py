@@ -4,7 +4,8 @@
 
 NAME is one of rate (1: single / list / auto under a 10 requests/s limit), overhead (2: CPU per
 poll and RSS against the official SDK), scale (3: 1,000 to 100,000 ids on stdin) and download
-(4: MB/s against curl --parallel); each is also runnable on its own (`bench/bench_NAME.py`), and
+(4: MB/s against curl --parallel), shards (5: N shards against one process under one
+limit); each is also runnable on its own (`bench/bench_NAME.py`), and
 each module's docstring says what it measures and how. `--quick` runs small sizes (a smoke test
 of a few minutes). The tables are printed to stdout as they complete (progress goes to stderr)
 and saved, with the command line, the commit and the machine, to
@@ -24,9 +25,10 @@ import bench_download
 import bench_overhead
 import bench_rate
 import bench_scale
+import bench_shards
 from common import OUT, ROOT, log, machine_note
 
-NAMES = ("rate", "overhead", "scale", "download")
+NAMES = ("rate", "overhead", "scale", "download", "shards")
 
 
 def commit() -> str:
@@ -72,6 +74,7 @@ def main() -> int:
         "overhead": lambda: bench_overhead.run(args.quick),
         "scale": lambda: bench_scale.run(args.quick),
         "download": lambda: bench_download.run(args.quick),
+        "shards": lambda: bench_shards.run(args.quick),
     }
     OUT.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -101,8 +101,10 @@ def reap(proc: subprocess.Popen[bytes], timeout: float, sig: int | None = signal
     """Send `sig` (unless None), wait at most `timeout` s, SIGKILL after that; return its
     exit code and, from `os.wait4`, its own CPU time."""
     if sig is not None and proc.returncode is None:
+        # os.kill, not proc.send_signal: that polls first and so reaps a child that has exited,
+        # and wait4 below would find no child. Unreaped, the pid cannot have been reused.
         with suppress(ProcessLookupError):
-            proc.send_signal(sig)
+            os.kill(proc.pid, sig)
     deadline = time.monotonic() + timeout
     killed = False
     while True:
