@@ -106,13 +106,13 @@ def _cut(text: str, width: int) -> str:
     """`text` within `width`, cut only between words (with `...` where words were left out)."""
     if len(text) <= width:
         return text
-    words, kept = text.split(" "), ""
-    for word in words:
+    kept = ""
+    for word in text.split(" "):
         candidate = f"{kept} {word}" if kept else word
-        if len(candidate) + 2 > width:
+        if len(candidate) + len(" ...") > width:
             break
         kept = candidate
-    return f"{kept} ..." if kept else text[: max(0, width - 1)] + "..."
+    return f"{kept} ..." if kept else "..."
 
 
 def lines(s: Snapshot, width: int = 10_000) -> list[str]:
