@@ -50,9 +50,8 @@ def _argv(sim_url: str, tmp_path: Path, jobs: list[Job], *flags: str) -> list[st
     path = tmp_path / "jobs.jsonl"
     path.write_bytes(b"".join(orjson.dumps({"job_id": j.job_id}) + b"\n" for j in jobs))
     out = str(tmp_path / "out")
-    return [sys.executable, "-m", "watcher", "run", str(path), "--endpoint", sim_url]+[
-        "--out", out, "--cadence", "0.05", "--progress-interval", "0.02", *flags
-    ]  # fmt: skip
+    run = [sys.executable, "-m", "watcher", "run", str(path), "--endpoint", sim_url, "--out", out]
+    return [*run, "--cadence", "0.05", "--progress-interval", "0.02", *flags]
 
 
 class Terminal:
