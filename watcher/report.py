@@ -451,10 +451,16 @@ def emit_summary(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """MANIFEST and --format."""
+    """MANIFEST, --format and --html."""
     parser.add_argument("manifest", metavar="MANIFEST", help="a manifest.jsonl; '-' is stdin")
     parser.add_argument(
         "--format", choices=["text", "json"], default="text", help="text table or JSON (text)"
+    )
+    parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="also write the night at a glance as one self-contained HTML page",
     )
 
 
@@ -463,9 +469,19 @@ def run(args: argparse.Namespace) -> int:
 
     ConfigError when the manifest does not exist.
     """
-    report = Report.from_path(
-        args.manifest, warn=lambda message: print(f"watcher: warning: {message}", file=sys.stderr)
-    )
+
+    def warn(message: str) -> None:
+        print(f"watcher: warning: {message}", file=sys.stderr)
+
+    if args.html is None:
+        report = Report.from_path(args.manifest, warn=warn)
+    else:
+        from watcher import html  # imported here: the page module builds on this one
+
+        report, records = html.load(args.manifest, warn)
+        title = "<stdin>" if args.manifest == "-" else Path(args.manifest).name
+        html.write(args.html, report, records, title)
+        print(f"watcher: wrote {args.html}", file=sys.stderr)
     text = render_json(report) if args.format == "json" else render_text(report)
     sys.stdout.write(text)
     sys.stdout.flush()
