@@ -219,7 +219,11 @@ def _timeline_svg(timeline: Timeline) -> str:
         label = datetime.fromtimestamp(at, UTC).strftime(
             "%H:%M:%S" if timeline.step_s < 60 else "%H:%M"
         )
-        parts.append(f'<text x="{PAD_L + i * bar:.1f}" y="{H - 8}" class="tick">{label}</text>')
+        x = PAD_L + i * bar
+        anchor = "end" if x > W - 60 else "start"
+        parts.append(
+            f'<text x="{x:.1f}" y="{H - 8}" class="tick" text-anchor="{anchor}">{label}</text>'
+        )
     return _svg(parts)
 
 
@@ -316,7 +320,7 @@ svg .grid{stroke:#e5e5e5}svg .tick{font-size:11px;fill:#666}
 svg .mark{stroke:#333;stroke-dasharray:3 3}svg .mark-label{font-size:11px;fill:#333}
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:4px 8px;
 border-bottom:1px solid #eee;vertical-align:top}th{font-weight:600;color:#333}
-td.n{text-align:right;font-variant-numeric:tabular-nums}code{font-size:12px;color:#444}
+td.n{text-align:right;font-variant-numeric:tabular-nums}td:first-child{white-space:nowrap}code{font-size:12px;color:#444}
 """
 
 
