@@ -117,6 +117,28 @@ def test_the_pages_figures_are_its_manifests(
     assert "the voice asset is unavailable" in html and "<svg" in html
 
 
+def test_a_stretch_without_finishes_and_unanswered_jobs_are_shown(tmp_path: Path) -> None:
+    """A steady run that stops finishing jobs for 15 minutes shows that stretch (and only it);
+    jobs that ended ERROR TRANSPORT are counted as unanswered."""
+    records = [_record(f"a-{i}", "SUCCEED", 10.0 * i) for i in range(120)]  # to 19:50
+    records += [_record(f"b-{i}", "SUCCEED", 2090.0 + 10 * i) for i in range(60)]  # 15 min later
+    records += [
+        _record(f"x-{i}", "ERROR", 1195.0 + i, error=("TRANSPORT", "connection reset"))
+        for i in range(3)
+    ]
+    page = tmp_path / "p.html"
+    main(["report", str(_write(tmp_path / "m.jsonl", records)), "--html", str(page)])
+    figures = _figures(page.read_text())
+    assert figures["stalls"] == [{"start": _at(1197), "seconds": 893.0}]
+    assert figures["unreachable"] == 3
+    html = page.read_text()
+    assert "no job finished for 14:53 from 2026-11-25 02:19:57 UTC" in html
+    assert 'class="stall"' in html
+    steady = [_record(f"s-{i}", "SUCCEED", 10.0 * i) for i in range(50)]
+    main(["report", str(_write(tmp_path / "s.jsonl", steady)), "--html", str(page)])
+    assert _figures(page.read_text())["stalls"] == []
+
+
 def test_without_saved_at_the_download_delay_is_said_to_be_unknown(tmp_path: Path) -> None:
     """A manifest with no `saved_at` (older runs) still gives a page; the delay is left out."""
     records = [_record(f"ok-{i}", "SUCCEED", 10 * i) for i in range(5)]

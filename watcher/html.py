@@ -3,13 +3,15 @@
 The page needs nothing but itself: inline CSS and SVG, no script, no font, no network. It shows
 the jobs finished over time by status, how long jobs took from their first reading to their
 final state (and from the final state to their files being saved, where the manifest has
-`saved_at`), outages and throttling where records carry them, and the failure groups. Every
+`saved_at`), the stretches in which no job finished (an outage or throttling shows as one; the
+manifest records neither directly), the jobs that ended unreachable, and the failure groups. Every
 figure drawn is also in a JSON block (`<script type="application/json" id="figures">`), so a
 test or a script can check the page against its manifest.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +46,10 @@ OTHER_COLOUR = "#56B4E9"
 STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
 MAX_BUCKETS = 72
 HISTOGRAM_BINS = 30
+# A stretch with no job finishing is shown when it lasts over a minute and 10 times the median.
+STALL_MIN_S = 60.0
+STALL_FACTOR = 10.0
+MAX_STALLS = 10
 
 
 def _time(value: object) -> datetime | None:
@@ -107,8 +113,9 @@ class Night:
     timeline: Timeline | None
     detection_s: tuple[float, ...]  # first reading -> final state, per job
     download_s: tuple[float, ...]  # final state -> files saved, per job with `saved_at`
-    outages: tuple[tuple[str, str], ...]  # (job or time, description), where records say so
-    throttled: int | None  # sum of the records' `throttled` counts, None when none has one
+    # (start, seconds) of the longest stretches with no job finishing, longest first
+    stalls: tuple[tuple[datetime, float], ...]
+    unreachable: int  # jobs that ended ERROR TRANSPORT: the API did not answer them
 
     @classmethod
     def of(cls, report: Report, winners: Iterable[Mapping[str, Any]]) -> Night:
@@ -116,8 +123,7 @@ class Night:
         finished: list[tuple[datetime, str]] = []
         detection: list[float] = []
         download: list[float] = []
-        outages: list[tuple[str, str]] = []
-        throttled: int | None = None
+        unreachable = 0
         for record in winners:
             status = str(record["status"])
             done = _time(record.get("finished_at"))
@@ -131,17 +137,16 @@ class Night:
                     detection.append(seconds)
             if (saved := _seconds(_time(record.get("saved_at")), done)) is not None:
                 download.append(saved)
-            if isinstance(n := record.get("throttled"), int) and not isinstance(n, bool):
-                throttled = (throttled or 0) + n
-            if isinstance(outage := record.get("outage"), str) and outage:
-                outages.append((str(record.get("job_id")), outage))
+            error = record.get("error")
+            if isinstance(error, dict) and error.get("code") == "TRANSPORT":
+                unreachable += 1
         return cls(
             report=report,
             timeline=Timeline.of(finished),
             detection_s=tuple(detection),
             download_s=tuple(download),
-            outages=tuple(outages[:20]),
-            throttled=throttled,
+            stalls=_stalls(sorted(t for t, _ in finished)),
+            unreachable=unreachable,
         )
 
     def figures(self) -> dict[str, Any]:
@@ -160,15 +165,35 @@ class Night:
             "timeline": None
             if timeline is None
             else {
-                "start": timeline.start.isoformat().replace("+00:00", "Z"),
+                "start": _iso(timeline.start),
                 "step_s": timeline.step_s,
                 "counts": {s: list(c) for s, c in timeline.counts.items()},
             },
             "detection_s": _pct(Percentiles.of(self.detection_s)),
             "download_s": _pct(Percentiles.of(self.download_s)),
-            "throttled": self.throttled,
-            "outages": len(self.outages),
+            "stalls": [
+                {"start": _iso(start), "seconds": round(seconds, 3)}
+                for start, seconds in self.stalls
+            ],
+            "unreachable": self.unreachable,
         }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _stalls(moments: Sequence[datetime]) -> tuple[tuple[datetime, float], ...]:
+    """The longest stretches between two consecutive finishes (of `moments`, in order) that
+    last over STALL_MIN_S and STALL_FACTOR times the median stretch: where a steady run stopped
+    finishing jobs. At most MAX_STALLS, longest first."""
+    gaps = [(a, (b - a).total_seconds()) for a, b in itertools.pairwise(moments)]
+    if len(gaps) < 2:
+        return ()
+    ordered = sorted(g for _, g in gaps)
+    threshold = max(STALL_MIN_S, STALL_FACTOR * ordered[len(ordered) // 2])
+    stalls = sorted((g for g in gaps if g[1] > threshold), key=lambda g: -g[1])
+    return tuple(stalls[:MAX_STALLS])
 
 
 def _pct(p: Percentiles | None) -> dict[str, float] | None:
@@ -185,6 +210,14 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def _step(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return "hour" if seconds == 3600 else f"{seconds // 3600} hours"
+    if seconds % 60 == 0:
+        return "minute" if seconds == 60 else f"{seconds // 60} minutes"
+    return "second" if seconds == 1 else f"{seconds} seconds"
+
+
 def _colour(status: str) -> str:
     return COLOURS.get(status, OTHER_COLOUR)
 
@@ -193,12 +226,20 @@ W, H = 1080, 200  # chart size (SVG user units)
 PAD_L, PAD_B, PAD_T = 48, 28, 10
 
 
-def _timeline_svg(timeline: Timeline) -> str:
+def _timeline_svg(timeline: Timeline, stalls: Sequence[tuple[datetime, float]]) -> str:
     totals = [sum(c[i] for c in timeline.counts.values()) for i in range(timeline.buckets)]
     top = max(totals) or 1
     plot_w, plot_h = W - PAD_L - 10, H - PAD_B - PAD_T
     bar = plot_w / timeline.buckets
     parts = [_axis(top, plot_h)]
+    per_second = plot_w / (timeline.buckets * timeline.step_s)
+    for start, seconds in stalls:  # shaded behind the bars
+        x = PAD_L + (start - timeline.start).total_seconds() * per_second
+        parts.append(
+            f'<rect x="{x:.1f}" y="{PAD_T}" width="{seconds * per_second:.1f}" '
+            f'height="{plot_h}" class="stall"><title>no job finished for {_duration(seconds)}'
+            "</title></rect>"
+        )
     for i in range(timeline.buckets):
         y = float(PAD_T + plot_h)
         at = timeline.start.timestamp() + i * timeline.step_s
@@ -316,7 +357,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 6px}
 .tile b{display:block;font-size:22px}.tile span{color:#555;font-size:12px}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px}
 .legend{display:flex;gap:14px;font-size:12px;color:#333}
-svg .grid{stroke:#e5e5e5}svg .tick{font-size:11px;fill:#666}
+svg .grid{stroke:#e5e5e5}svg .stall{fill:#fbe3d6}svg .tick{font-size:11px;fill:#666}
 svg .mark{stroke:#333;stroke-dasharray:3 3}svg .mark-label{font-size:11px;fill:#333}
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:4px 8px;
 border-bottom:1px solid #eee;vertical-align:top}th{font-weight:600;color:#333}
@@ -346,7 +387,7 @@ def render(night: Night, title: str) -> str:
         end = timeline.start.timestamp() + timeline.buckets * timeline.step_s
         span = (
             f"{timeline.start:%Y-%m-%d %H:%M} to "
-            f"{datetime.fromtimestamp(end, UTC):%H:%M} UTC, by {_duration(timeline.step_s)}"
+            f"{datetime.fromtimestamp(end, UTC):%H:%M} UTC, per {_step(timeline.step_s)}"
         )
         parts.append(f"<p class='note'>Jobs finished {span}.</p>")
     parts.append(f"<div class='tiles'>{tile_html}</div>")
@@ -358,7 +399,7 @@ def render(night: Night, title: str) -> str:
         )
         parts.append(
             f"<section><h2>Jobs finished over time, by status</h2><div class='legend'>{legend}"
-            f"</div>{_timeline_svg(timeline)}</section>"
+            f"</div>{_timeline_svg(timeline, night.stalls)}</section>"
         )
     parts.append(
         _delays(
@@ -376,21 +417,7 @@ def render(night: Night, title: str) -> str:
             "This manifest does not record when files were saved (no <code>saved_at</code>).",
         )
     )
-    service = []
-    if night.throttled is not None:
-        service.append(f"<p>{night.throttled:,} throttled answers (429) recorded.</p>")
-    if night.outages:
-        rows = "".join(
-            f"<tr><td><code>{escape(printable(job))}</code></td><td>{escape(printable(text))}</td>"
-            "</tr>"
-            for job, text in night.outages
-        )
-        service.append(f"<table><tr><th>job</th><th>outage</th></tr>{rows}</table>")
-    parts.append(
-        "<section><h2>Throttling and outages</h2>"
-        + ("".join(service) or "<p class='note'>The manifest records none.</p>")
-        + "</section>"
-    )
+    parts.append(_service(night))
     if report.failures:
         rows = "".join(
             f"<tr><td><i class='swatch' style='background:{_colour(_status_of(g.code))}'></i>"
@@ -410,6 +437,27 @@ def render(night: Night, title: str) -> str:
     data = orjson.dumps(figures).decode().replace("<", "\\u003c")
     parts.append(f"<script type='application/json' id='figures'>{data}</script></body></html>")
     return "".join(parts) + "\n"
+
+
+def _service(night: Night) -> str:
+    """The section on outages and throttling: what the manifest can tell of them."""
+    items = []
+    for start, seconds in night.stalls:
+        items.append(
+            f"<li>no job finished for {_duration(seconds)} from {start:%Y-%m-%d %H:%M:%S} UTC</li>"
+        )
+    if night.unreachable:
+        items.append(
+            f"<li>{night.unreachable:,} jobs ended <code>ERROR TRANSPORT</code>: the API did "
+            "not answer them</li>"
+        )
+    body = f"<ul>{''.join(items)}</ul>" if items else "<p class='note'>None seen.</p>"
+    return (
+        "<section><h2>Outages and throttling</h2><p class='note'>The manifest records neither "
+        "directly (the run's summary and <code>progress</code> events count throttled answers); "
+        "they show as stretches in which a steady run stopped finishing jobs, and as jobs the "
+        f"API did not answer.</p>{body}</section>"
+    )
 
 
 def _status_of(code: str) -> str:
