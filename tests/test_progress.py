@@ -8,7 +8,15 @@ from dataclasses import replace
 import pyte
 import pytest
 
-from watcher.progress import Screen, Snapshot, TerminalProgress, _groups, line, lines
+from watcher.progress import (
+    Screen,
+    Snapshot,
+    TerminalProgress,
+    _groups,
+    line,
+    lines,
+    on_terminal,
+)
 
 BUSY = Snapshot(
     elapsed_s=3 * 3600 + 192,
@@ -130,3 +138,22 @@ def test_a_narrower_terminal_is_followed_at_each_redraw() -> None:
     display.show_status(BUSY)
     second = out.getvalue().rsplit("\x1b[K", 1)[-1]
     assert all(len(text) <= 59 for text in second.split("\n"))
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def test_a_status_line_needs_a_terminal_that_moves_its_cursor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No status line off a terminal, nor on TERM=dumb (which cannot erase a line)."""
+    monkeypatch.setenv("TERM", "xterm")
+    assert on_terminal(_Stream(tty=True)) and not on_terminal(_Stream(tty=False))
+    monkeypatch.setenv("TERM", "dumb")
+    assert not on_terminal(_Stream(tty=True))
