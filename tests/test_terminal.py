@@ -131,6 +131,19 @@ def test_logs_scroll_above_the_status_which_fits_and_is_gone_at_the_end(
     assert re.search(r"SUCCEED\s+24$", "\n".join(rows), re.MULTILINE)
 
 
+def test_json_logs_on_a_terminal_stay_json_lines(sim_factory: Any, tmp_path: Path) -> None:
+    """--log-format json on a terminal (a pod with tty: true): no status line, no escape code,
+    every line a JSON object, the last one the run summary."""
+    jobs = [Job(f"json-{i:02d}") for i in range(6)]
+    sim = sim_factory(jobs)
+    terminal = Terminal(_argv(sim.url, tmp_path, jobs, "--log-format", "json"), _env(tmp_path))
+    assert terminal.finish() == 0
+    assert b"\x1b" not in terminal.raw
+    events = [orjson.loads(line) for line in terminal.raw.splitlines()]  # the tty adds \r\n
+    assert events[-1]["event"] == "run summary" and events[-1]["statuses"]["SUCCEED"] == 6
+    assert any(e["event"] == "progress" for e in events)
+
+
 def test_ctrl_c_leaves_a_clean_screen(sim_factory: Any, tmp_path: Path) -> None:
     """SIGINT mid-run: the stop is logged above the status, then the status is erased and the
     last rows say the run was interrupted; exit 130."""
