@@ -158,6 +158,23 @@ def test_an_empty_manifest_gives_a_page_too(tmp_path: Path) -> None:
     assert figures["jobs"] == 0 and figures["timeline"] is None
 
 
+def test_odd_records_neither_crash_the_page_nor_stretch_it(tmp_path: Path) -> None:
+    """Negative or missing delays, unparsable times and a clock off by decades: still a page,
+    with at most 72 time buckets."""
+    records = [_record(f"ok-{i}", "SUCCEED", 10 * i) for i in range(5)]
+    records[0]["elapsed_s"] = -3.0
+    records[1]["finished_at"] = "yesterday"
+    records[2]["finished_at"] = "1970-01-01T00:00:00Z"
+    records[3]["saved_at"] = "2026-11-25T01:00:00Z"  # before it finished: counted as 0
+    records[4]["first_poll_at"] = None
+    page = tmp_path / "p.html"
+    assert main(["report", str(_write(tmp_path / "m.jsonl", records)), "--html", str(page)]) == 0
+    figures = _figures(page.read_text())
+    assert len(figures["timeline"]["counts"]["SUCCEED"]) <= 72
+    assert sum(figures["timeline"]["counts"]["SUCCEED"]) == 4  # "yesterday" is no time
+    assert figures["download_s"]["max"] == 0
+
+
 def test_the_page_is_self_contained(tmp_path: Path) -> None:
     """No network: no external script, stylesheet, font or image; no script that runs."""
     page = tmp_path / "p.html"

@@ -84,7 +84,8 @@ class Timeline:
             return None
         first = min(t for t, _ in finished)
         span = max((t - first).total_seconds() for t, _ in finished)
-        step = next((s for s in STEPS if span / s < MAX_BUCKETS), STEPS[-1])
+        # past the largest step (a clock gone wrong in some record), as many as fit
+        step = next((s for s in STEPS if span / s < MAX_BUCKETS), math.ceil(span / MAX_BUCKETS))
         start = datetime.fromtimestamp(math.floor(first.timestamp() / step) * step, UTC)
         buckets = int((span + (first - start).total_seconds()) // step) + 1
         counts: dict[str, list[int]] = {}
@@ -290,7 +291,7 @@ def _histogram_svg(values: Sequence[float], colour: str) -> str:
     width = edge / HISTOGRAM_BINS
     bins = [0] * HISTOGRAM_BINS
     for value in values:
-        bins[min(HISTOGRAM_BINS - 1, int(value / width))] += 1
+        bins[max(0, min(HISTOGRAM_BINS - 1, int(value / width)))] += 1
     top = max(bins) or 1
     plot_w, plot_h = W - PAD_L - 10, H - PAD_B - PAD_T
     bar = plot_w / HISTOGRAM_BINS

@@ -7,7 +7,9 @@ terminal's width allows (a wide one, then a shorter form, then two lines; never 
     101 failed | 9.8 req/s, cadence 3.1 s, 3 throttled | ETA 4:10
 
 `Screen` is the one writer of that terminal: log lines go through it too, so each is printed
-above the status line (cleared first, redrawn after), never onto it.
+above the status line (cleared first, redrawn after), never onto it. (Our own few lines rather
+than rich's Live display: no refresh thread of its own, no second renderer beside structlog's,
+and no dependency for the runs from cron and Kubernetes, which never show a status line.)
 
 Not on a terminal (cron, CI, pipes): the same figures as one `progress` log event per interval,
 in the log's format (JSON lines unless asked otherwise), never a control character.
