@@ -113,7 +113,10 @@ def test_run_writes_files_manifest_and_summary(
     assert len(lines) == 4 and {r["status"] for r in lines} == {"SUCCEED"}
     assert (out / "cli-0.wav").is_file()
     err = capsys.readouterr().err
-    assert re.search(r"SUCCEED\s+4\n", err)
+    # Off a terminal the logs are JSON lines, and so is the summary: one `run summary` event.
+    events = [orjson.loads(line) for line in err.splitlines()]
+    summary = [e for e in events if e["event"] == "run summary"]
+    assert len(summary) == 1 and summary[0]["statuses"]["SUCCEED"] == 4
     assert SK not in err
 
 
@@ -125,7 +128,8 @@ def test_any_failed_job_makes_exit_1(
     sim = sim_factory(jobs, fail_percent=100)
     _login(env)
     path = _write_jobs(tmp_path / "jobs.jsonl", jobs)
-    assert main(["run", str(path), "--endpoint", sim.url, "--out", str(tmp_path / "o"), *FAST]) == 1
+    argv = ["run", str(path), "--endpoint", sim.url, "--out", str(tmp_path / "o"), *FAST]
+    assert main([*argv, "--log-format", "console"]) == 1
     assert re.search(r"FAILED\s+2\n", capsys.readouterr().err)
 
 

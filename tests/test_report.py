@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,16 +98,24 @@ def test_percentiles_are_nearest_rank_over_jobs_with_a_latency() -> None:
     assert Percentiles.of([]) is None
 
 
-def test_failures_are_grouped_by_code_with_a_message_and_three_ids() -> None:
-    """Groups by error code, largest first, with the first message and up to 3 job ids."""
-    results = [_failed(f"f{i}", "MSS.000000001", f"bad text {i}") for i in range(5)]
+def test_failures_are_grouped_by_code_and_message_each_with_its_count_and_ids() -> None:
+    """One group per (code, message): a code's messages are never summed under one example."""
+    results = [_failed(f"v{i}", "FAILED", "the voice asset is unavailable") for i in range(7)]
+    results += [_failed(f"t{i}", "FAILED", "the text is unreadable") for i in range(10)]
+    results += [_failed(f"i{i}", "FAILED", "internal error") for i in range(7)]
     results += [_failed("g0", "DOWNLOAD_FAILED", "HTTP 403"), _invalid(9)]
     report = Report.from_records(_records(*results))
     assert report.failures == (
-        FailureGroup("MSS.000000001", 5, "bad text 0", ("f0", "f1", "f2")),
+        FailureGroup("FAILED", 10, "the text is unreadable", ("t0", "t1", "t2")),
+        FailureGroup("FAILED", 7, "internal error", ("i0", "i1", "i2")),
+        FailureGroup("FAILED", 7, "the voice asset is unavailable", ("v0", "v1", "v2")),
         FailureGroup("DOWNLOAD_FAILED", 1, "HTTP 403", ("g0",)),
         FailureGroup("INVALID_INPUT", 1, "not valid JSON", ("jobs.jsonl:9",)),
     )
+    text = render_text(report)
+    rows = [line.split() for line in text.splitlines() if line.startswith("FAILED")]
+    assert [row[1] for row in rows] == ["10", "7", "7"]
+    assert "the voice asset is unavailable" in text and "internal error" in text
 
 
 def test_the_last_line_of_a_job_wins_and_earlier_ones_are_superseded() -> None:
@@ -176,16 +185,23 @@ def test_text_table_is_aligned_and_free_of_control_characters() -> None:
     assert len({len(line) for line in counts}) == 1, counts
 
 
+def _cells(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
 def test_text_table_shows_the_run_counts_when_given() -> None:
     """With RunCounts the requests, retries, throttled answers and run time are rows too."""
     report = Report.from_records(_records(_ok("a")))
     assert "API requests" not in render_text(report)
+    retries = {"poll": 5, "list page": 0, "download": 3, "fresh links": 1}
     text = render_text(
-        report, RunCounts(api_requests=1234, retries=5, throttled=2, elapsed_s=61.25)
+        report, RunCounts(api_requests=1234, retries=retries, throttled=2, elapsed_s=61.25)
     )
-    rows = {line.split("  ")[0]: line.split()[-1] for line in text.splitlines() if line}
+    rows = {cells[0]: cells[-1] for cells in map(_cells, text.splitlines()) if cells[0]}
     assert "1,234" in text and rows["run time (s)"] == "61.2"
-    assert rows["retries"] == "5" and rows["throttled (429)"] == "2"
+    assert rows["retries"] == "9" and rows["throttled (429)"] == "2"
+    assert rows["poll"] == "5" and rows["download"] == "3" and rows["fresh links"] == "1"
+    assert "list page" not in rows  # a kind without retries is left out
 
 
 def test_json_has_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -201,10 +217,9 @@ def test_json_has_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str
         {"code": "MSS.000000001", "count": 1, "message": "boom", "job_ids": ["b"]}
     ]
     assert "run" not in doc
-    run_counts = RunCounts(api_requests=3, retries=0, throttled=0, elapsed_s=1.23456)
-    assert (
-        orjson.loads(render_json(Report.from_records([]), run_counts))["run"]["elapsed_s"] == 1.235
-    )
+    run_counts = RunCounts(api_requests=3, retries={"poll": 2}, throttled=0, elapsed_s=1.23456)
+    run_doc = orjson.loads(render_json(Report.from_records([]), run_counts))["run"]
+    assert run_doc["elapsed_s"] == 1.235 and run_doc["retries"] == {"poll": 2}
 
 
 def test_exit_code_is_0_when_every_job_succeeded(

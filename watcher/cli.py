@@ -28,7 +28,7 @@ from watcher.errors import AuthError, ConfigError, WatcherError, first_watcher_e
 from watcher.inputs import read_inputs
 from watcher.naming import check_template
 from watcher.options import add_api_arguments, api_config, positive
-from watcher.progress import TerminalProgress, log_progress
+from watcher.progress import Screen, TerminalProgress, log_progress, on_terminal
 from watcher.settings import apply
 from watcher.shard import shard_type
 from watcher.sim import cli as sim_cli
@@ -92,7 +92,11 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         default=10.0,
         help="after SIGINT/SIGTERM, seconds downloads under way may take to finish (10)",
     )
-    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument(
+        "--quiet",
+        action="store_true",
+        help="only warnings and errors: no progress, no summary (the exit code says the result)",
+    )
     run.add_argument(
         "--progress-interval",
         type=positive(float),
@@ -166,15 +170,22 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | 
 
 
 def _hooks(args: argparse.Namespace) -> tuple[Hooks, TerminalProgress | None]:
-    """Progress as the person watching needs it: a live line on a terminal, events otherwise."""
+    """Progress as the person watching needs it: a live status line on a terminal (when the logs
+    are for a person too), `progress` log events otherwise, nothing with --quiet."""
     if args.quiet:
         return Hooks(), None
-    if sys.stderr.isatty():
-        terminal = TerminalProgress(sys.stderr)
-        return Hooks(
-            on_progress=terminal, progress_interval=args.progress_interval or 0.5
-        ), terminal
+    if on_terminal(sys.stderr) and not logs.is_json(args.log_format):
+        terminal = TerminalProgress(Screen(sys.stderr))
+        interval = args.progress_interval or 0.5
+        return Hooks(on_progress=terminal, progress_interval=interval), terminal
     return Hooks(on_progress=log_progress, progress_interval=args.progress_interval or 30.0), None
+
+
+def _log_level(args: argparse.Namespace) -> str:
+    """--log-level, raised to warning by --quiet."""
+    if args.quiet and args.log_level in ("debug", "info"):
+        return "warning"
+    return str(args.log_level)
 
 
 def _mask(value: str) -> str:
@@ -245,10 +256,13 @@ async def _watch_until_signalled(
 
 def _run(args: argparse.Namespace) -> int:
     config = build_config(args, os.environ, Path.home())
-    logs.configure(
-        level=args.log_level, fmt=args.log_format, secrets=config.api.credentials.secrets()
-    )
     hooks, terminal = _hooks(args)
+    logs.configure(
+        level=_log_level(args),
+        fmt=args.log_format,
+        secrets=config.api.credentials.secrets(),
+        screen=None if terminal is None else terminal.screen,
+    )
     started = time.monotonic()
     try:
         summary = anyio.run(_watch_until_signalled, config, args.inputs, hooks)
@@ -265,16 +279,18 @@ def _run(args: argparse.Namespace) -> int:
     stats = summary.polls
     counts = report.RunCounts(
         api_requests=stats.requests + stats.list_requests,
-        retries=stats.retries,
+        retries={"poll": stats.retries},
         throttled=stats.throttled,
         elapsed_s=time.monotonic() - started,
     )
-    text = report.render_text(report.Report.from_tally(summary.tally), counts)
-    cadence = stats.effective_cadence
-    extra = f"already done (skipped): {summary.resume.skipped:,}"
-    if cadence is not None:
-        extra += f"; effective per-job cadence: {cadence:.2f} s"
-    sys.stderr.write(text + extra + "\n")
+    report.emit_summary(
+        report.Report.from_tally(summary.tally),
+        counts,
+        skipped=summary.resume.skipped,
+        cadence_s=stats.effective_cadence,
+        quiet=args.quiet,
+        json=logs.is_json(args.log_format),
+    )
     return 0 if summary.tally.all_succeeded else 1
 
 

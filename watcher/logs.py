@@ -1,11 +1,13 @@
 """Logging through structlog, to stderr: readable on a terminal, JSON lines (orjson) otherwise.
 
 Every event passes `Redact`, which masks the run's secrets wherever they appear, so no credential
-reaches a log line even through an exception message or a URL.
+reaches a log line even through an exception message or a URL. On a terminal with a status line,
+log lines are written through its `Screen`, so they scroll above the line instead of onto it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -13,6 +15,8 @@ from typing import Any, Literal
 
 import orjson
 import structlog
+
+from watcher.progress import Screen
 
 REDACTED = "***"
 
@@ -48,14 +52,39 @@ class Redact:
         return event
 
 
+class ScreenLogger:
+    """A structlog logger that prints each rendered line through a `Screen`."""
+
+    __slots__ = ("_screen",)
+
+    def __init__(self, screen: Screen, *_name: Any) -> None:
+        self._screen = screen
+
+    def msg(self, message: str) -> None:
+        """Print one rendered event above the status line."""
+        self._screen.write_log(message)
+
+    debug = info = warning = warn = error = critical = exception = fatal = failure = msg
+
+
+def is_json(fmt: Literal["auto", "console", "json"]) -> bool:
+    """Whether logs in format `fmt` are JSON lines: asked for, or `auto` off a terminal."""
+    return fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+
+
 def configure(
     *,
     level: str = "info",
     fmt: Literal["auto", "console", "json"] = "auto",
     secrets: Iterable[str] = (),
+    screen: Screen | None = None,
 ) -> None:
-    """Set up structlog for this process: level, renderer, redaction."""
-    json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    """Set up structlog for this process: level, renderer, redaction.
+
+    With `screen` (a terminal with a status line), console logs are printed through it; JSON
+    logs never are, so they stay one JSON object per line.
+    """
+    json = is_json(fmt)
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -68,7 +97,11 @@ def configure(
         factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
-        factory = structlog.PrintLoggerFactory(sys.stderr)
+        factory = (
+            structlog.PrintLoggerFactory(sys.stderr)
+            if screen is None
+            else functools.partial(ScreenLogger, screen)
+        )
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -18,12 +18,15 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
+import structlog
 
 from watcher.errors import ConfigError
 from watcher.manifest import STATUSES, Tally
+
+log = structlog.get_logger("watcher.report")
 
 MAX_EXAMPLES = 3
 MAX_MESSAGE_CHARS = 100
@@ -129,10 +132,11 @@ class Percentiles:
 
 @dataclass(frozen=True, slots=True)
 class FailureGroup:
-    """The jobs that ended with one error code: how many, one message, a few job ids.
+    """The jobs that ended with one error code and one message: how many, a few job ids.
 
-    `job_ids` holds up to 3 examples, in manifest order; a line without a job id is shown as
-    `source:line`.
+    A code whose jobs failed with several messages is several groups, each with its own count
+    and examples, so no message stands for jobs it does not describe. `job_ids` holds up to 3
+    examples, in manifest order; a line without a job id is shown as `source:line`.
     """
 
     code: str
@@ -143,12 +147,21 @@ class FailureGroup:
 
 @dataclass(frozen=True, slots=True)
 class RunCounts:
-    """What `watcher run` itself counted, for the end-of-run summary."""
+    """What `watcher run` itself counted, for the end-of-run summary.
+
+    `retries` counts every retry by its kind (`poll`, `list page`, `download`, `fresh links`,
+    ...); kinds absent or 0 had none.
+    """
 
     api_requests: int
-    retries: int
+    retries: Mapping[str, int]
     throttled: int
     elapsed_s: float
+
+    @property
+    def total_retries(self) -> int:
+        """Retries of every kind."""
+        return sum(self.retries.values())
 
 
 def _number(value: object) -> float | None:
@@ -225,7 +238,7 @@ class Report:
             statuses=dict(statuses),
             files=tally.files,
             bytes=tally.bytes,
-            failures=tuple(sorted(groups, key=_largest_first)),
+            failures=_ordered(groups),
             elapsed_s=Percentiles.of(tally.elapsed),
             polls=Percentiles.of(tally.polls),
             records=jobs,
@@ -258,7 +271,7 @@ class Report:
     def _summarise(cls, winners: list[Mapping[str, Any]], count: int, unreadable: int) -> Report:
         statuses: Counter[str] = Counter(dict.fromkeys(STATUSES, 0))
         files = size = 0
-        groups: dict[str, list[Mapping[str, Any]]] = {}
+        groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
         elapsed: list[float] = []
         polls: list[int] = []
         for record in winners:
@@ -270,9 +283,7 @@ class Report:
                     files += 1
                     size += int(_number(info.get("bytes")) or 0)
             if status != "SUCCEED":
-                error = record.get("error")
-                code = error.get("code") if isinstance(error, dict) else None
-                groups.setdefault(str(code) if code else "(no error code)", []).append(record)
+                groups.setdefault(_failure_key(record), []).append(record)
             if status != "INVALID":
                 if (seconds := _number(record.get("elapsed_s"))) is not None:
                     elapsed.append(seconds)
@@ -283,7 +294,12 @@ class Report:
             statuses=dict(statuses),
             files=files,
             bytes=size,
-            failures=tuple(sorted(map(_group, groups, groups.values()), key=_largest_first)),
+            failures=_ordered(
+                FailureGroup(
+                    code, len(rs), message, tuple(_job_label(r) for r in rs[:MAX_EXAMPLES])
+                )
+                for (code, message), rs in groups.items()
+            ),
             elapsed_s=Percentiles.of(elapsed),
             polls=Percentiles.of(polls),
             records=count,
@@ -292,19 +308,22 @@ class Report:
         )
 
 
-def _largest_first(group: FailureGroup) -> tuple[int, str]:
-    return (-group.count, group.code)
+def _failure_key(record: Mapping[str, Any]) -> tuple[str, str]:
+    """The (code, message) a failed record is grouped under."""
+    error = record.get("error")
+    if not isinstance(error, dict):
+        return ("(no error code)", "")
+    code, message = error.get("code"), error.get("message")
+    return (str(code) if code else "(no error code)", str(message) if message else "")
 
 
-def _group(code: str, records: list[Mapping[str, Any]]) -> FailureGroup:
-    message = ""
-    for record in records:
-        error = record.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            message = str(error["message"])
-            break
-    examples = tuple(_job_label(r) for r in records[:MAX_EXAMPLES])
-    return FailureGroup(code, len(records), message, examples)
+def _ordered(groups: Iterable[FailureGroup]) -> tuple[FailureGroup, ...]:
+    """Codes with the most jobs first; within a code, its messages with the most jobs first."""
+    groups = list(groups)
+    per_code: Counter[str] = Counter()
+    for group in groups:
+        per_code[group.code] += group.count
+    return tuple(sorted(groups, key=lambda g: (-per_code[g.code], g.code, -g.count, g.message)))
 
 
 def printable(text: str) -> str:
@@ -346,8 +365,9 @@ def _size(n: int) -> str:
 def render_text(report: Report, run: RunCounts | None = None) -> str:
     """The report as an aligned plain-text table (no colours, no control characters).
 
-    With `run`, the run's own counters (API requests, retries, throttled answers, run time) are
-    rows of the table too. Ends with a newline.
+    With `run`, the run's own counters (API requests, retries in all and by kind, throttled
+    answers, run time) are rows of the table too. Failures come one group per code and
+    message, each with its count and example jobs. Ends with a newline.
     """
     rows: list[tuple[str, ...]] = [("jobs", f"{report.jobs:,}", "")]
     rows += [(f"  {printable(s)}", f"{n:,}", "") for s, n in report.statuses.items()]
@@ -360,7 +380,8 @@ def render_text(report: Report, run: RunCounts | None = None) -> str:
     if run is not None:
         rows += [
             ("API requests", f"{run.api_requests:,}", ""),
-            ("retries", f"{run.retries:,}", ""),
+            ("retries", f"{run.total_retries:,}", ""),
+            *((f"  {printable(kind)}", f"{n:,}", "") for kind, n in run.retries.items() if n),
             ("throttled (429)", f"{run.throttled:,}", ""),
             ("run time (s)", f"{run.elapsed_s:,.1f}", ""),
         ]
@@ -375,9 +396,10 @@ def render_text(report: Report, run: RunCounts | None = None) -> str:
         out += ["", *_table([("", "p50", "p90", "p99", "max", ""), *latency], right={1, 2, 3, 4})]
 
     if report.failures:
-        failures: list[tuple[str, ...]] = [("failures by code", "count", "example")]
+        failures: list[tuple[str, ...]] = [("failures by code", "count", "message")]
         for group in report.failures:
-            failures.append((printable(group.code), f"{group.count:,}", _short(group.message)))
+            message = _short(group.message) if group.message else "(no message)"
+            failures.append((printable(group.code), f"{group.count:,}", message))
             failures.append(("", "", "jobs: " + ", ".join(map(printable, group.job_ids))))
         out += ["", *_table(failures, right={1})]
     return "\n".join(out) + "\n"
@@ -396,11 +418,49 @@ def render_json(report: Report, run: RunCounts | None = None) -> str:
     return orjson.dumps(report_dict(report, run), option=orjson.OPT_APPEND_NEWLINE).decode()
 
 
+def emit_summary(
+    summary: Report,
+    run: RunCounts,
+    *,
+    skipped: int,
+    cadence_s: float | None,
+    quiet: bool,
+    json: bool,
+    stream: TextIO | None = None,
+) -> None:
+    """The end-of-run summary, in the form the run's output calls for.
+
+    Nothing with `quiet` (the exit code says the result); with `json` logs one `run summary`
+    log event (info) holding every figure of `report_dict`, so stderr stays JSON lines;
+    otherwise the text table on `stream` (stderr).
+    """
+    if quiet:
+        return
+    if json:
+        figures = report_dict(summary, run)
+        figures["skipped"] = skipped
+        figures["effective_cadence_s"] = None if cadence_s is None else round(cadence_s, 3)
+        log.info("run summary", **figures)
+        return
+    extra = f"already done (skipped): {skipped:,}"
+    if cadence_s is not None:
+        extra += f"; effective per-job cadence: {cadence_s:.2f} s"
+    out = sys.stderr if stream is None else stream
+    out.write(render_text(summary, run) + extra + "\n")
+    out.flush()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """MANIFEST and --format."""
+    """MANIFEST, --format and --html."""
     parser.add_argument("manifest", metavar="MANIFEST", help="a manifest.jsonl; '-' is stdin")
     parser.add_argument(
         "--format", choices=["text", "json"], default="text", help="text table or JSON (text)"
+    )
+    parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="also write the night at a glance as one self-contained HTML page",
     )
 
 
@@ -409,9 +469,19 @@ def run(args: argparse.Namespace) -> int:
 
     ConfigError when the manifest does not exist.
     """
-    report = Report.from_path(
-        args.manifest, warn=lambda message: print(f"watcher: warning: {message}", file=sys.stderr)
-    )
+
+    def warn(message: str) -> None:
+        print(f"watcher: warning: {message}", file=sys.stderr)
+
+    if args.html is None:
+        report = Report.from_path(args.manifest, warn=warn)
+    else:
+        from watcher import html  # imported here: the page module builds on this one
+
+        report, records = html.load(args.manifest, warn)
+        title = "<stdin>" if args.manifest == "-" else Path(args.manifest).name
+        html.write(args.html, report, records, title)
+        print(f"watcher: wrote {args.html}", file=sys.stderr)
     text = render_json(report) if args.format == "json" else render_text(report)
     sys.stdout.write(text)
     sys.stdout.flush()
