@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import orjson
 import pytest
 
 from watcher.errors import ConfigError
+from watcher.ledger import read_manifest
 from watcher.manifest import ErrorInfo, JobResult, SavedFile
 from watcher.report import (
     FailureGroup,
@@ -20,7 +22,6 @@ from watcher.report import (
     Report,
     RunCounts,
     add_arguments,
-    read_manifest,
     render_json,
     render_text,
     run,
@@ -110,9 +111,10 @@ def test_failures_are_grouped_by_code_with_a_message_and_three_ids() -> None:
 
 
 def test_the_last_line_of_a_job_wins_and_earlier_ones_are_superseded() -> None:
-    """A job on several lines counts once, with its last status; the others are superseded."""
+    """A job on several lines counts once, with its newest status; the others are superseded."""
+    rerun = replace(_failed("c"), finished_at=T0 + timedelta(seconds=9))
     report = Report.from_records(
-        _records(_failed("a"), _ok("b"), _ok("a"), _ok("c"), _failed("c"), _invalid(3), _invalid(3))
+        _records(_failed("a"), _ok("b"), _ok("a"), _ok("c"), rerun, _invalid(3), _invalid(3))
     )
     assert report.jobs == 4
     assert report.statuses["SUCCEED"] == 2  # a (retried) and b

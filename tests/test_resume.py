@@ -15,7 +15,7 @@ from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
 from helpers import make_jobs, read_manifest, run_config, run_jobs
 
 from watcher.errors import InputError
-from watcher.manifest import recover
+from watcher.ledger import recover
 
 
 @pytest.mark.anyio
@@ -97,9 +97,10 @@ def test_recover_reads_last_line_per_job(tmp_path: Path) -> None:
     path.write_bytes(
         b'{"job_id":"a","status":"FAILED"}\nnot json\n{"job_id":"a","status":"SUCCEED"}\n{"jo'
     )
-    previous = recover(path)
-    assert previous.jobs["a"]["status"] == "SUCCEED"
-    assert (previous.torn_bytes, previous.unreadable_lines) == (4, (2,))
+    ledger = recover(path)
+    result = ledger.job("a")
+    assert result is not None and result.status == "SUCCEED"
+    assert (ledger.torn_bytes, [bad.line for bad in ledger.bad]) == (4, [2])
     assert path.read_bytes().endswith(b"}\n")
 
 
