@@ -194,10 +194,11 @@ class ManifestFile:
     written to it would be lost. Every OS error is a LedgerError naming the path and the reason.
     """
 
-    __slots__ = ("_identity", "_stream", "base", "path")
+    __slots__ = ("_identity", "_stream", "base", "path", "written")
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self.written = 0
         self.base = None if path is None else path.parent.absolute()
         if path is None:
             self._stream: IO[bytes] = sys.stdout.buffer
@@ -211,7 +212,9 @@ class ManifestFile:
         info = os.fstat(self._stream.fileno())
         self._identity = (info.st_dev, info.st_ino)
 
-    def _check(self, pending: int) -> None:
+    def check(self, pending: int = 0) -> None:
+        """LedgerError when the path no longer names the file being written (deleted, moved or
+        replaced): its lines of this run, and the `pending` results, would be lost."""
         if self.path is None or self._identity is None:
             return
         try:
@@ -221,14 +224,15 @@ class ManifestFile:
             what = "deleted or moved"
         if what is not None:
             raise LedgerError(
-                f"manifest {self.path} was {what} while the run went on: {pending} finished "
-                "results were not recorded (nor any job still under way); run the same "
-                "command again to resume"
+                f"manifest {self.path} was {what} while the run went on: the {self.written} "
+                f"lines this run wrote went with the old file and {pending} finished results "
+                "were not recorded (nor any job still under way); run the same command again "
+                "to resume"
             )
 
     def append(self, results: list[JobResult], durable: bool) -> None:
         """Write `results` as lines, flushed and (when `durable`) fsynced; blocking."""
-        self._check(len(results))
+        self.check(len(results))
         data = b"".join(result.stamped().to_json(self.base) for result in results)
         try:
             self._stream.write(data)
@@ -241,6 +245,7 @@ class ManifestFile:
                 f"{len(results)} finished results were not recorded (lines already written "
                 "are kept); run the same command again to resume"
             ) from exc
+        self.written += len(results)
 
     def close(self) -> None:
         """Close the file (stdout is left open); never raises."""
@@ -263,7 +268,8 @@ async def write_all(
     whatever has queued up meanwhile (group commit), so a busy run pays one fsync per batch
     rather than per line, and no line waits for more than one fsync. Writes run in a worker
     thread and are never abandoned half-way, even on cancellation. LedgerError when the
-    manifest cannot be written or is no longer the file it was.
+    manifest cannot be written or is no longer the file it was (checked before each batch and
+    once more at the end, so a manifest deleted after its last line is not a silent success).
     """
     durable = manifest.path is not None
     async with results:
@@ -279,3 +285,4 @@ async def write_all(
                 tally.add(result)
                 if on_written is not None:
                     await on_written(result)
+    await anyio.to_thread.run_sync(manifest.check)
