@@ -757,7 +757,7 @@ def verify(
                 bad_files.append(f"{job_id} {kind}: manifest sha256/bytes differ from served")
             path = Path(str(entry.get("path")))
             if not path.is_absolute():
-                path = ROOT / path
+                path = out / path  # manifest v2: relative to the manifest's folder
             jobs_to_hash.append((job_id, kind, path, want["bytes"], want["sha256"]))
     with ThreadPoolExecutor(max_workers=4) as pool:
         digests = list(pool.map(lambda item: sha256_file(item[2]), jobs_to_hash))

@@ -200,7 +200,7 @@ async def _watch_locked(
     stop: anyio.Event | None,
     hooks: Hooks,
 ) -> Summary:
-    ledger = _prepare(config)
+    ledger = await anyio.to_thread.run_sync(_prepare, config)
     manifest = ManifestFile(config.manifest)
     resume = ResumeStats()
     if config.shard is not None:
