@@ -7,11 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
+from helpers import make_jobs
 
 from watcher.cli import main
 from watcher.errors import LedgerError
@@ -123,3 +126,34 @@ def test_watcher_run_exits_2_while_another_process_holds_the_batch(
     assert "another run is using this batch" in err and f"pid {child.pid}" in err
     assert (out / "job-000.wav.part").exists()
     assert not (out / "manifest.jsonl").exists()
+
+
+@pytest.mark.usefixtures("env")
+def test_two_watcher_runs_on_one_out_the_second_exits_2(
+    sim_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real `watcher run` process is polling slow jobs; a second `watcher run` on the same
+    --out exits 2 naming it, and the first one's manifest and .part files are left alone."""
+    jobs = make_jobs(2)
+    sim = sim_factory(jobs, time_scale=100.0)  # jobs that take hours
+    ids = tmp_path / "jobs.txt"
+    ids.write_text("".join(f"{j.job_id}\n" for j in jobs))
+    out = tmp_path / "out"
+    args = ["run", str(ids), "--endpoint", sim.url, "--out", str(out), "--quiet"]
+    first = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "watcher", *args, "--cadence", "0.05"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while sum(sim.sim.stats.requests().values()) < 2:  # bounded by the per-test timeout
+            assert first.poll() is None, first.communicate()[1]
+            time.sleep(0.02)
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"locked by pid {first.pid} on {socket.gethostname()}" in err
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=15)
+    assert first.returncode == 130

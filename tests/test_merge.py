@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from watcher.errors import ConfigError
-from watcher.ledger import Line, parse_record
-from watcher.manifest import ErrorInfo, JobResult
+from watcher.ledger import Line, parse_record, recover
+from watcher.manifest import ErrorInfo, JobResult, SavedFile
 from watcher.merge import add_arguments, merge, run
 from watcher.report import Report
 
@@ -154,3 +154,21 @@ def test_missing_input_is_a_config_error(tmp_path: Path) -> None:
     assert not out.exists()
     with pytest.raises(ConfigError, match="only once"):
         _run("-", "-")
+
+
+def test_paths_are_rewritten_relative_to_the_output_folder(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """A shard's `x.wav` (relative to its manifest) is `../a/x.wav` in a merge written to b/:
+    the merged manifest still finds the file."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.wav").write_bytes(b"RIFF")
+    saved = SavedFile(str(tmp_path / "a" / "x.wav"), 4, "0" * 64)
+    shard = tmp_path / "a" / "manifest.jsonl"
+    shard.write_bytes(_result("a", "SUCCEED", 1, files={"audio": saved}).to_json(shard.parent))
+    assert _lines(shard.read_bytes())[0]["files"]["audio"]["path"] == "x.wav"
+    out = tmp_path / "b" / "merged.jsonl"
+    assert _run(str(shard), "-o", str(out)) == 0
+    assert _lines(out.read_bytes())[0]["files"]["audio"]["path"] == "../a/x.wav"
+    result = recover(out).job("a")
+    assert result is not None and Path(result.files["audio"].path).read_bytes() == b"RIFF"

@@ -231,3 +231,21 @@ def test_a_missing_manifest_is_a_config_error(tmp_path: Path) -> None:
     """A manifest path that does not exist is a ConfigError naming it (exit 2 by the caller)."""
     with pytest.raises(ConfigError, match=r"nope\.jsonl"):
         _run(str(tmp_path / "nope.jsonl"))
+
+
+def test_wrong_shaped_lines_are_named_not_crashed_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`"line": "seven"` and `"files": {"audio": "x.wav"}` are warnings with their line numbers,
+    not a ValueError or TypeError; the rest is reported; exit 1."""
+    path = tmp_path / "manifest.jsonl"
+    path.write_bytes(
+        b'{"status":"INVALID","line":"seven"}\n'
+        + b'{"job_id":"x","status":"SUCCEED","files":{"audio":"x.wav"}}\n'
+        + _ok("a").to_json()
+    )
+    assert _run(str(path)) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:1: skipped: 'line' is not a whole number" in err
+    assert f"{path}:2: skipped: file 'audio' is not an object" in err
+    assert Report.from_path(str(path)).jobs == 1

@@ -27,7 +27,7 @@ from watcher.auth import AkSk
 from watcher.config import DownloadPolicy, PollPolicy, RunConfig
 from watcher.errors import AuthError, ConfigError, Exit, WatcherError, first_watcher_error
 from watcher.inputs import read_inputs
-from watcher.ledger import BatchSummary, render_batch
+from watcher.ledger import render_batch
 from watcher.naming import check_template
 from watcher.options import add_api_arguments, api_config, positive
 from watcher.progress import TerminalProgress, log_progress
@@ -278,7 +278,7 @@ def _run(args: argparse.Namespace) -> int:
         elapsed_s=time.monotonic() - started,
     )
     text = report.render_text(report.Report.from_tally(summary.tally), counts)
-    batch = BatchSummary.of(summary.tally.statuses, summary.resume.kept, summary.resume.rewatched)
+    batch = summary.batch
     cadence = stats.effective_cadence
     extra = "" if cadence is None else f"effective per-job cadence: {cadence:.2f} s\n"
     sys.stderr.write(text + "\n" + render_batch(batch) + extra)

@@ -66,12 +66,17 @@ class BadLine:
         return f"{self.source}:{self.line}: skipped: {self.reason}"
 
 
-def _text(record: Mapping[str, Any], name: str, *, optional: bool = True) -> str | None:
+def _text(record: Mapping[str, Any], name: str) -> str | None:
     value = record.get(name)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
+    if value is not None and not isinstance(value, str):
         raise ValueError(f"'{name}' is not a string")
+    return value
+
+
+def _required(record: Mapping[str, Any], name: str, where: str) -> str:
+    value = record.get(name)
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: '{name}' is missing or not a string")
     return value
 
 
@@ -114,10 +119,8 @@ def _where(path: str, base: Path | None, version: int) -> str:
 def _file(kind: str, entry: object, base: Path | None, version: int) -> SavedFile:
     if not isinstance(entry, dict):
         raise ValueError(f"file {kind!r} is not an object")
-    path = _text(entry, "path", optional=False)
-    assert path is not None
-    sha256 = _text(entry, "sha256", optional=False)
-    assert sha256 is not None
+    where = f"file {kind!r}"
+    path, sha256 = _required(entry, "path", where), _required(entry, "sha256", where)
     mtime = entry.get("mtime_ns")
     return SavedFile(
         path=_where(path, base, version),

@@ -31,7 +31,7 @@ from watcher.config import DownloadPolicy, RunConfig
 from watcher.download import Finished, JobDownload, download_worker
 from watcher.errors import InputError, LedgerError, first_watcher_error
 from watcher.inputs import Job, check_job_id
-from watcher.ledger import Ledger, recover
+from watcher.ledger import BatchSummary, Ledger, recover
 from watcher.lock import BatchLock, lock_paths
 from watcher.manifest import JobResult, ManifestFile, Tally, os_reason, write_all
 from watcher.naming import Namer
@@ -52,6 +52,11 @@ class Summary:
     tally: Tally
     polls: PollStats
     resume: ResumeStats
+
+    @property
+    def batch(self) -> BatchSummary:
+        """The whole batch after this run: its jobs' counting statuses beside this run's."""
+        return BatchSummary.of(self.tally.statuses, self.resume.kept, self.resume.rewatched)
 
 
 @dataclass(frozen=True, slots=True)
