@@ -7,8 +7,8 @@
 Before it starts, the run locks the batch (`lock.py`: one run per `--out` and manifest), removes
 `.part` files a killed run left and cuts off a torn last manifest line. Every task lives in one
 task group; each stream closes when its last sender does, so the run ends exactly when the last
-manifest line is written. Two HTTP sessions: the API's (signed) and the
-downloads' (which never carries API credentials).
+manifest line is written. Two HTTP sessions: the API's (signed) and the downloads' (which never
+carries API credentials).
 """
 
 from __future__ import annotations
@@ -80,8 +80,9 @@ async def watch(
     Setting `stop` ends the run early: nothing more is admitted or polled, downloads already
     handed out finish (cancel the caller's scope to bound that), and jobs not final are left
     unwritten for the next run. Raises AuthError (the run stopped; jobs not final were not
-    written) and other WatcherErrors unwrapped from the task group, so callers see one
-    exception, not a group.
+    written), LedgerError (another run holds the batch, or the manifest or `--out` cannot be
+    used) and other WatcherErrors unwrapped from the task group, so callers see one exception,
+    not a group.
     """
     try:
         return await _watch(config, inputs, stop, hooks)
@@ -133,6 +134,7 @@ class _Tracker:
 
 
 def _out_dir(config: RunConfig) -> None:
+    """Make `--out` and the manifest's folder; LedgerError names the path and the OS's reason."""
     try:
         config.out_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:
