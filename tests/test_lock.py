@@ -78,13 +78,33 @@ def test_kill_9_leaves_no_stale_lock(tmp_path: Path, holder: list[subprocess.Pop
     assert not path.exists()  # removed while still held, at the end of the run
 
 
-def test_lock_paths_cover_out_and_a_manifest_elsewhere(tmp_path: Path) -> None:
-    """--out is always locked; a manifest outside it gets its own lock; stdout adds none."""
+def test_lock_paths_cover_out_and_the_manifest(tmp_path: Path) -> None:
+    """--out is always locked, and the manifest by its own name; stdout adds none."""
     out = tmp_path / "out"
     assert lock_paths(out, None) == [out / LOCK_NAME]
-    assert lock_paths(out, out / "manifest.jsonl") == [out / LOCK_NAME]
+    assert lock_paths(out, out / "manifest.jsonl") == [
+        out / LOCK_NAME,
+        out / ".manifest.jsonl.lock",
+    ]
     other = tmp_path / "m" / "night.jsonl"
     assert lock_paths(out, other) == [out / LOCK_NAME, tmp_path / "m" / ".night.jsonl.lock"]
+
+
+@pytest.mark.usefixtures("env")
+def test_a_run_writing_another_runs_manifest_from_its_own_out_is_refused(
+    tmp_path: Path, holder: list[subprocess.Popen[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run A holds --out a (and a/manifest.jsonl); run B with --out b --manifest
+    a/manifest.jsonl shares only the manifest, and is refused all the same."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    child = _hold(holder, *lock_paths(a, a / "manifest.jsonl"))
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("job-000\n")
+    args = ["run", str(jobs), "--endpoint", "http://127.0.0.1:9", "--out", str(b), "--quiet"]
+    assert main([*args, "--manifest", str(a / "manifest.jsonl")]) == 2
+    assert f"pid {child.pid}" in capsys.readouterr().err
+    assert not list(b.iterdir())  # its own lock, taken first, was given back and removed
 
 
 @pytest.fixture

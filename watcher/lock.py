@@ -1,10 +1,14 @@
 """One run per batch at a time: an advisory lock on `--out` and on the manifest.
 
-A run holds `fcntl.flock` on `<out>/.watcher.lock`, and on `.<name>.lock` beside the manifest
-when the manifest lives outside `--out` (`--manifest -` locks `--out` only). The kernel drops
-a lock when its process ends, however it ends, so `kill -9` never leaves a stale one; the lock
-files stay (deleting them would let two runs lock two different files). Each holds its run's pid,
-host and start time, so a second run can say who is running: it gets a LedgerError (exit 2).
+A run holds `fcntl.flock` on `<out>/.watcher.lock` and on `.<name>.lock` beside the manifest
+(`--manifest -` locks `--out` only): two lock files, so a run that shares either the folder or
+the manifest with another one is refused, while batches that only share a manifest folder are
+not. The kernel drops a lock when its process ends, however it ends, so `kill -9` never leaves
+a stale one (only an idle file, which the next run locks and removes). A run removes its lock
+files when it ends, while still holding them; a run that locked a file just removed checks that
+the path still names the file it locked, and tries again if not, so two runs never hold two
+different files. Each file holds its run's pid, host and start time, so a second run can say
+who is running: it gets a LedgerError (exit 2).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ TRIES = 5
 def lock_paths(out_dir: Path, manifest: Path | None) -> list[Path]:
     """The lock files of a run writing into `out_dir` and to `manifest` (None: stdout)."""
     paths = [out_dir / LOCK_NAME]
-    if manifest is not None and manifest.parent.absolute() != out_dir.absolute():
+    if manifest is not None:
         paths.append(manifest.with_name(f".{manifest.name}.lock"))
     return paths
 
