@@ -73,13 +73,6 @@ def _text(record: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _required(record: Mapping[str, Any], name: str, where: str) -> str:
-    value = record.get(name)
-    if not isinstance(value, str):
-        raise ValueError(f"{where}: '{name}' is missing or not a string")
-    return value
-
-
 def _int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"'{name}' is not a whole number")
@@ -107,27 +100,34 @@ def _time(record: Mapping[str, Any], name: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _where(path: str, base: Path | None, version: int) -> str:
-    if base is None or os.path.isabs(path):
+def _where(path: str, prefix: str | None, version: int) -> str:
+    """`path` as read from a manifest whose folder is `prefix` (ending in a separator)."""
+    if prefix is None or path.startswith(os.sep):
         return path
-    here = os.path.join(base, path)
+    here = prefix + path
     if version >= 2 or os.path.exists(here):
         return here
     return path  # an earlier version's path, relative to the directory it was run from
 
 
-def _file(kind: str, entry: object, base: Path | None, version: int) -> SavedFile:
+def _file(kind: str, entry: object, prefix: str | None, version: int) -> SavedFile:
+    # `type(...) is` rather than isinstance: bool is not a size; this runs per file on resume
     if not isinstance(entry, dict):
         raise ValueError(f"file {kind!r} is not an object")
-    where = f"file {kind!r}"
-    path, sha256 = _required(entry, "path", where), _required(entry, "sha256", where)
+    path, sha256, size = entry.get("path"), entry.get("sha256"), entry.get("bytes")
+    if type(path) is not str or type(sha256) is not str:
+        raise ValueError(f"file {kind!r}: 'path' or 'sha256' is missing or not a string")
+    if type(size) is not int or size < 0:
+        raise ValueError(f"file {kind!r}: 'bytes' is not a whole number")
     mtime = entry.get("mtime_ns")
+    if mtime is not None and type(mtime) is not int:
+        raise ValueError(f"file {kind!r}: 'mtime_ns' is not a whole number")
     return SavedFile(
-        path=_where(path, base, version),
-        bytes=_int(entry.get("bytes"), f"files.{kind}.bytes"),
+        path=_where(path, prefix, version),
+        bytes=size,
         sha256=sha256,
         duration_s=_number(entry.get("duration_s"), f"files.{kind}.duration_s"),
-        mtime_ns=None if mtime is None else _int(mtime, f"files.{kind}.mtime_ns"),
+        mtime_ns=mtime,
     )
 
 
@@ -157,6 +157,7 @@ def parse_record(record: object, base: Path | None = None) -> JobResult:
             message=str(_text(error, "message") or ""),
             request_id=_text(error, "request_id"),
         )
+    prefix = None if base is None else os.path.join(base, "")
     meta = record.get("meta") or {}
     if not isinstance(meta, dict):
         raise ValueError("'meta' is not an object")
@@ -166,7 +167,7 @@ def parse_record(record: object, base: Path | None = None) -> JobResult:
         job_id=job_id,
         status=status,
         state=_text(record, "state"),
-        files={kind: _file(kind, entry, base, version) for kind, entry in files.items()},
+        files={kind: _file(kind, entry, prefix, version) for kind, entry in files.items()},
         polls=0 if polls is None else _int(polls, "polls"),
         first_poll_at=_time(record, "first_poll_at"),
         finished_at=_time(record, "finished_at"),
