@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from watcher.errors import LedgerError
+from watcher.inputs import Job
 from watcher.ledger import (
     BatchSummary,
     Ledger,
@@ -23,6 +24,7 @@ from watcher.ledger import (
     render_batch,
 )
 from watcher.manifest import JobResult, ManifestFile, SavedFile
+from watcher.schedule import Watched
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 GOOD = b'{"job_id":"ok","status":"FAILED"}\n'
@@ -161,3 +163,16 @@ def test_batch_summary_counts_the_whole_batch_beside_this_run() -> None:
     assert text.splitlines()[0].split() == ["batch", "jobs", "this", "run"]
     assert "  FAILED                    4         0" in text
     assert "skipped as already done              14" in text
+
+
+def test_saved_at_is_written_beside_finished_at_and_read_back() -> None:
+    """`Watched.result(saved_at=...)` puts when the files were saved on the line; it reads back."""
+    watched = Watched(Job("a", {}), admitted=0.0)
+    result = watched.result("FAILED", now=1.0, now_at=T0, saved_at=T0 + timedelta(seconds=2))
+    record = orjson.loads(result.to_json())
+    assert (record["finished_at"], record["saved_at"]) == (
+        "2026-11-25T02:00:00Z",
+        "2026-11-25T02:00:02Z",
+    )
+    assert parse_record(record).saved_at == T0 + timedelta(seconds=2)
+    assert "saved_at" not in orjson.loads(watched.result("FAILED", now=1, now_at=T0).to_json())

@@ -42,7 +42,6 @@ from watcher.errors import LedgerError
 from watcher.manifest import STATUSES, ErrorInfo, JobResult, SavedFile, os_reason
 
 _OLDEST = datetime.min.replace(tzinfo=UTC)
-FINAL = frozenset({"FAILED", "INVALID"})  # the API's (or the input's) last word: not retried
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +152,8 @@ def parse_record(record: object, base: Path | None = None) -> JobResult:
         if not isinstance(error, dict):
             raise ValueError("'error' is not an object")
         error = ErrorInfo(
-            code=str(_text(error, "code") or ""),
-            message=str(_text(error, "message") or ""),
+            code=_text(error, "code") or "",
+            message=_text(error, "message") or "",
             request_id=_text(error, "request_id"),
         )
     prefix = None if base is None else os.path.join(base, "")
