@@ -22,6 +22,7 @@ from watcher.ledger import (
     read_manifest,
     recover,
     render_batch,
+    unchanged,
 )
 from watcher.manifest import JobResult, ManifestFile, SavedFile
 from watcher.schedule import Watched
@@ -82,15 +83,20 @@ def test_a_succeed_line_without_files_is_not_done() -> None:
 
 def test_cheap_check_is_size_and_mtime_and_verify_reads_the_bytes(tmp_path: Path) -> None:
     """Same size and mtime passes the cheap check even with other bytes; --verify catches it;
-    a touched file fails the cheap check."""
-    saved = _saved(tmp_path / "a.wav").stamped()
+    with a changed mtime the bytes decide: a touched copy is intact, an altered file is not."""
+    path = tmp_path / "a.wav"
+    saved = _saved(path).stamped()
     assert saved.mtime_ns is not None
-    assert intact(saved) and intact(saved, verify=True)
-    (tmp_path / "a.wav").write_bytes(b"RIFX....")
-    os.utime(tmp_path / "a.wav", ns=(saved.mtime_ns, saved.mtime_ns))
+    assert unchanged(saved) and intact(saved) and intact(saved, verify=True)
+    path.write_bytes(b"RIFX....")
+    os.utime(path, ns=(saved.mtime_ns, saved.mtime_ns))
     assert intact(saved) and not intact(saved, verify=True)
-    os.utime(tmp_path / "a.wav", ns=(saved.mtime_ns + 10**9, saved.mtime_ns + 10**9))
-    assert not intact(saved)
+    later = saved.mtime_ns + 10**9
+    os.utime(path, ns=(later, later))
+    assert not unchanged(saved) and not intact(saved)
+    path.write_bytes(b"RIFF....")
+    os.utime(path, ns=(later, later))
+    assert not unchanged(saved) and intact(saved)
 
 
 def test_without_a_recorded_mtime_the_sha256_decides(tmp_path: Path) -> None:

@@ -255,3 +255,22 @@ async def test_verify_catches_changed_bytes_that_the_cheap_check_cannot(
     assert (plain.resume.skipped, plain.resume.rewatched) == (2, 0)
     verified = await run_jobs(replace(config, verify=True), *jobs)
     assert (verified.resume.skipped, verified.resume.rewatched) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_files_with_a_new_mtime_are_checked_by_sha256_not_fetched_again(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """A batch copied without its mtimes (`cp -r`): the bytes are read and match, so nothing is
+    asked of the API and nothing is appended."""
+    jobs = make_jobs(2)
+    sim = sim_factory(jobs, fail_percent=0)
+    config = run_config(sim.url, tmp_path)
+    await run_jobs(config, *jobs)
+    for path in tmp_path.glob("job-*"):
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    asked = sim.sim.stats.count("ShowAsyncTtsJob")
+    summary = await run_jobs(config, *jobs)
+    assert (summary.resume.skipped, summary.resume.rewatched) == (2, 0)
+    assert sim.sim.stats.count("ShowAsyncTtsJob") == asked
+    assert len(read_manifest(tmp_path)) == 2

@@ -19,8 +19,9 @@ directory of the run that wrote them, or absolute: each is tried relative to the
 folder first, then as written.
 
 **Done**: a SUCCEED line is done only when it lists files and each is on disk with its recorded
-size and `mtime_ns` (the cheap check, a `stat` per file), or with its sha256 (`verify`, and
-for lines that recorded no `mtime_ns`). A SUCCEED line without files is not done.
+size and `mtime_ns` (the cheap check, a `stat` per file), or with its recorded size and sha256
+(`verify`; lines that recorded no `mtime_ns`; files whose mtime changed, as a copy makes). A
+SUCCEED line without files is not done.
 """
 
 from __future__ import annotations
@@ -307,16 +308,23 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def intact(saved: SavedFile, *, verify: bool = False) -> bool:
-    """Whether `saved` is on disk as recorded: size and mtime (a `stat`), or with `verify`
-    (or no recorded mtime) its sha256 too. Blocking."""
+def unchanged(saved: SavedFile) -> bool:
+    """Whether `saved` is on disk with its recorded size and mtime: the cheap check, one `stat`."""
     try:
         info = os.stat(saved.path)
-        if info.st_size != saved.bytes:
-            return False
-        if not verify and saved.mtime_ns is not None:
-            return info.st_mtime_ns == saved.mtime_ns
-        return _sha256(saved.path) == saved.sha256
+    except OSError:
+        return False
+    return info.st_size == saved.bytes and info.st_mtime_ns == saved.mtime_ns
+
+
+def intact(saved: SavedFile, *, verify: bool = False) -> bool:
+    """Whether `saved` is on disk as recorded: `unchanged`, or else (and always with `verify`)
+    its size and sha256, so a file whose mtime changed (a copied or restored batch, a line
+    with no mtime) is read rather than fetched again. Blocking."""
+    if not verify and unchanged(saved):
+        return True
+    try:
+        return os.stat(saved.path).st_size == saved.bytes and _sha256(saved.path) == saved.sha256
     except OSError:
         return False
 
@@ -328,11 +336,6 @@ def done(result: JobResult, *, verify: bool = False) -> bool:
         and bool(result.files)
         and all(intact(f, verify=verify) for f in result.files.values())
     )
-
-
-def needs_hashing(result: JobResult, *, verify: bool) -> bool:
-    """Whether checking `result` reads file contents (slow: meant for a worker thread)."""
-    return verify or any(f.mtime_ns is None for f in result.files.values())
 
 
 @dataclass(frozen=True, slots=True)

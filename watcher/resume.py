@@ -2,8 +2,8 @@
 
 Running the same command again with the same manifest watches only what is not settled. By the
 ledger's counting line for each input job (`ledger.py`):
-- SUCCEED is settled when its files are intact (size and mtime; sha256 with `verify`), else the
-  job is watched again;
+- SUCCEED is settled when its files are intact (size and mtime; else, and always with `verify`,
+  size and sha256), else the job is watched again;
 - FAILED (the API's answer) is settled, unless `retry_failed`;
 - ERROR and TIMEOUT are the watcher's own verdicts, not the API's: always watched again;
 - an INVALID line is not reported again for the same source and line number.
@@ -25,7 +25,7 @@ import structlog
 from watcher.download import PART_SUFFIX
 from watcher.errors import InputError, LedgerError
 from watcher.inputs import JOB_ID, Job
-from watcher.ledger import Ledger, done, needs_hashing
+from watcher.ledger import Ledger, done, unchanged
 from watcher.manifest import JobResult, os_reason
 
 log = structlog.get_logger("watcher.resume")
@@ -49,9 +49,9 @@ class ResumeStats:
 
 async def _settled(result: JobResult, retry_failed: bool, verify: bool) -> bool:
     if result.status == "SUCCEED":
-        if needs_hashing(result, verify=verify):
-            return await anyio.to_thread.run_sync(lambda: done(result, verify=True))
-        return done(result)  # a stat per file: cheaper than a thread hand-off
+        if not verify and result.files and all(map(unchanged, result.files.values())):
+            return True  # a stat per file: cheaper than a thread hand-off
+        return await anyio.to_thread.run_sync(lambda: done(result, verify=verify))
     if result.status == "FAILED":
         return not retry_failed
     return result.status == "INVALID"
