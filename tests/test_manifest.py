@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
 from helpers import make_jobs, run_config
@@ -15,7 +17,7 @@ from helpers import make_jobs, run_config
 from watcher.cli import main
 from watcher.errors import LedgerError
 from watcher.inputs import Job
-from watcher.manifest import JobResult
+from watcher.manifest import JobResult, SavedFile
 from watcher.watch import Hooks, watch
 
 OLD = b'{"job_id":"job-old","status":"FAILED","finished_at":"2026-11-25T02:00:00Z","meta":{"p":"'
@@ -28,28 +30,39 @@ async def _items(jobs: list[Job]) -> AsyncIterator[Job]:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("how", ["deleted", "replaced"])
+@pytest.mark.parametrize("how", ["deleted", "replaced", "out removed"])
 async def test_a_manifest_deleted_or_replaced_mid_run_stops_it(
     sim_factory: Any, tmp_path: Path, how: str
 ) -> None:
-    """Once the first line is written the manifest is removed (or swapped for another file):
-    the run stops with a LedgerError saying what was lost and that a rerun resumes."""
+    """Once the first line is written the manifest is removed (or swapped for another file, or
+    the whole --out is removed): the run stops with a LedgerError saying what was lost and that
+    a rerun resumes."""
     jobs = make_jobs(3)
     sim = sim_factory(jobs)
-    manifest = tmp_path / "manifest.jsonl"
+    out = tmp_path / "out"
+    manifest = out / "manifest.jsonl"
 
     async def on_result(result: JobResult) -> None:
         if how == "deleted":
             manifest.unlink(missing_ok=True)
+        elif how == "out removed":
+            shutil.rmtree(out, ignore_errors=True)
         elif not (tmp_path / "swapped").exists():
             (tmp_path / "swapped").write_bytes(b"")
             os.replace(tmp_path / "swapped", manifest)
 
-    expected = "deleted or moved" if how == "deleted" else "replaced"
+    expected = "replaced" if how == "replaced" else "deleted or moved"
     with pytest.raises(LedgerError, match=f"{expected} while the run went on") as caught:
-        await watch(run_config(sim.url, tmp_path), _items(jobs), hooks=Hooks(on_result=on_result))
+        await watch(run_config(sim.url, out), _items(jobs), hooks=Hooks(on_result=on_result))
     assert "run the same command again to resume" in str(caught.value)
     assert str(manifest) in str(caught.value)
+
+
+def test_a_manifest_on_stdout_has_absolute_paths(tmp_path: Path) -> None:
+    """With no manifest folder to be relative to (`--manifest -`), paths are written absolute."""
+    saved = SavedFile(str(tmp_path / "a.wav"), 1, "0" * 64)
+    record = orjson.loads(JobResult("a", "SUCCEED", files={"audio": saved}).to_json(None))
+    assert record["files"]["audio"]["path"] == str(tmp_path / "a.wav")
 
 
 @pytest.fixture
