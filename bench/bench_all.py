@@ -2,15 +2,15 @@
 
     .venv/bin/python bench/bench_all.py [--quick] [--only NAME ...] [--single-cap S]
 
-NAME is one of rate (1: single / list / auto under a 10 requests/s limit), overhead (2: CPU per
-poll and RSS against the official SDK), scale (3: 1,000 to 100,000 ids on stdin) and download
-(4: MB/s against curl --parallel), shards (5: N shards against one process under one
-limit); each is also runnable on its own (`bench/bench_NAME.py`), and
-each module's docstring says what it measures and how. `--quick` runs small sizes (a smoke test
-of a few minutes). The tables are printed to stdout as they complete (progress goes to stderr)
-and saved, with the command line, the commit and the machine, to
-bench/out/polling/results-<time>.md. The full run takes about 20 minutes on 2 cores, most of it
-benchmark 1's single-GET run (capped at 600 s by default).
+NAME is one of rate (1: single / list / auto under a 10 requests/s limit), overhead (2: CPU per poll
+and RSS against the official SDK), scale (3: 1,000 to 100,000 ids on stdin), download (4: MB/s
+against curl --parallel), resume (5: the rerun check of 100,000 finished jobs) and shards (6: N
+shards against one process under one limit); each is also
+runnable on its own (`bench/bench_NAME.py`), and each module's docstring says what it measures and
+how. `--quick` runs small sizes (a smoke test of a few minutes). The tables are printed to stdout as
+they complete (progress goes to stderr) and saved, with the command line, the commit and the
+machine, to bench/out/polling/results-<time>.md. The full run takes about 20 minutes on 2 cores,
+most of it benchmark 1's single-GET run (capped at 600 s by default).
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from collections.abc import Callable
 import bench_download
 import bench_overhead
 import bench_rate
+import bench_resume
 import bench_scale
 import bench_shards
 from common import OUT, ROOT, log, machine_note
 
-NAMES = ("rate", "overhead", "scale", "download", "shards")
+NAMES = ("rate", "overhead", "scale", "download", "resume", "shards")
 
 
 def commit() -> str:
@@ -74,6 +75,7 @@ def main() -> int:
         "overhead": lambda: bench_overhead.run(args.quick),
         "scale": lambda: bench_scale.run(args.quick),
         "download": lambda: bench_download.run(args.quick),
+        "resume": lambda: bench_resume.run(args.quick),
         "shards": lambda: bench_shards.run(args.quick),
     }
     OUT.mkdir(parents=True, exist_ok=True)

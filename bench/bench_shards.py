@@ -1,4 +1,4 @@
-"""Benchmark 5 (issue 13): N shards against one process, on the same batch, under one limit.
+"""Benchmark 6 (issue 13): N shards against one process, on the same batch, under one limit.
 
 What it measures: the queued batch of benchmark 1 (scenario A: jobs queued on a few synthesis
 slots, finishing over ~120 s; `--quick`: 300 jobs over ~20 s), preloaded into ONE simulator that
@@ -136,7 +136,7 @@ def report(runs: list[ShardRun], jobs: int) -> str:
             ]
         )
     return table(
-        f"Benchmark 5: {jobs:,} queued jobs, one simulator limited to {RATE:g} requests/s per "
+        f"Benchmark 6: {jobs:,} queued jobs, one simulator limited to {RATE:g} requests/s per "
         "API, one process vs N shards (each --rate 10 --shard K/N)",
         [
             "watchers",

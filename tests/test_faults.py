@@ -22,9 +22,9 @@ async def _served_sha256(url: str, job_id: str) -> dict[str, str]:
     return {kind: f["sha256"] for kind, f in doc["files"].items()}
 
 
-def _assert_files_match_disk(record: dict[str, Any]) -> None:
+def _assert_files_match_disk(record: dict[str, Any], out: Path) -> None:
     for saved in record["files"].values():
-        data = Path(saved["path"]).read_bytes()
+        data = (out / saved["path"]).read_bytes()  # paths are relative to the manifest's folder
         assert hashlib.sha256(data).hexdigest() == saved["sha256"]
 
 
@@ -98,7 +98,7 @@ async def test_short_downloads_are_retried_and_files_match_what_was_served(
     lines = read_manifest(tmp_path)
     assert {r["status"] for r in lines} == {"SUCCEED"}
     for record in lines:
-        _assert_files_match_disk(record)
+        _assert_files_match_disk(record, tmp_path)
         served = await _served_sha256(sim.url, record["job_id"])
         assert {k: f["sha256"] for k, f in record["files"].items()} == served
     assert not list(tmp_path.glob("*.part"))

@@ -11,9 +11,10 @@ import orjson
 import pytest
 
 from watcher.errors import ConfigError
-from watcher.manifest import ErrorInfo, JobResult
-from watcher.merge import add_arguments, finished_at, merge, run
-from watcher.report import Entry, Report
+from watcher.ledger import Line, parse_record, recover
+from watcher.manifest import ErrorInfo, JobResult, SavedFile
+from watcher.merge import add_arguments, merge, run
+from watcher.report import Report
 
 T0 = datetime(2026, 11, 25, 2, 0, 7, tzinfo=UTC)
 
@@ -39,8 +40,11 @@ def _run(*argv: str) -> int:
 
 
 def _winners(*results: JobResult) -> list[tuple[str | None, str, str]]:
-    entries = [Entry("m", i, orjson.loads(r.to_json())) for i, r in enumerate(results, 1)]
-    return [(r["job_id"], r["status"], r["finished_at"]) for r in merge(entries).records]
+    entries = [Line("m", i, parse_record(orjson.loads(r.to_json()))) for i, r in enumerate(results)]
+    return [
+        (r["job_id"], r["status"], r["finished_at"])
+        for r in (orjson.loads(m.to_json()) for m in merge(entries).records)
+    ]
 
 
 def test_shards_are_concatenated_in_order(
@@ -57,13 +61,14 @@ def test_shards_are_concatenated_in_order(
     )
 
 
-def test_a_succeed_line_beats_any_other_whenever_it_finished() -> None:
-    """SUCCEED wins over FAILED/ERROR/TIMEOUT, earlier or later, read first or last."""
+def test_the_newest_answer_counts_whatever_it_says() -> None:
+    """The latest finished_at wins, SUCCEED or not, read first or last (one rule, no
+    "SUCCEED wins"): a later ERROR line is the job's truth, so a rerun watches it again."""
     assert _winners(
         _result("a", "FAILED", 1), _result("a", "SUCCEED", 2), _result("a", "ERROR", 3)
-    ) == [("a", "SUCCEED", "2026-11-25T02:00:09Z")]
-    assert _winners(_result("b", "SUCCEED", 1), _result("b", "TIMEOUT", 9)) == [
-        ("b", "SUCCEED", "2026-11-25T02:00:08Z")
+    ) == [("a", "ERROR", "2026-11-25T02:00:10Z")]
+    assert _winners(_result("b", "TIMEOUT", 9), _result("b", "SUCCEED", 1)) == [
+        ("b", "TIMEOUT", "2026-11-25T02:00:16Z")
     ]
 
 
@@ -76,11 +81,13 @@ def test_otherwise_the_latest_finished_at_wins_by_time_not_by_text() -> None:
 
 
 def test_ties_and_missing_times_go_to_the_line_read_last() -> None:
-    """With equal or absent finished_at the later line wins; a bad time counts as oldest."""
+    """With equal or absent finished_at the later line wins; a time without zone is UTC."""
     first, second = _result("a", "FAILED", 1), _result("a", "ERROR", 1)
     assert _winners(first, second)[0][1] == "ERROR"
-    assert finished_at({"finished_at": "yesterday"}) == datetime.min.replace(tzinfo=UTC)
-    assert finished_at({"finished_at": "2026-11-25T02:00:07"}).tzinfo is UTC
+    untimed = JobResult("u", "FAILED"), JobResult("u", "ERROR")
+    assert _winners(*untimed)[0][1] == "ERROR"
+    naive = parse_record({"job_id": "a", "status": "FAILED", "finished_at": "2026-11-25T02:00:07"})
+    assert naive.finished_at is not None and naive.finished_at.tzinfo is UTC
 
 
 def test_invalid_lines_are_deduplicated_by_their_input_location(
@@ -116,7 +123,7 @@ def test_output_may_replace_an_input(
 ) -> None:
     """-o naming an input is safe (written aside, then renamed) and leaves no temporary file."""
     total = _write(
-        tmp_path / "manifest.jsonl", _result("a", "FAILED", 1), _result("b", "SUCCEED", 1)
+        tmp_path / "manifest.jsonl", _result("a", "ERROR", 1), _result("b", "SUCCEED", 1)
     )
     rerun = _write(tmp_path / "rerun.jsonl", _result("a", "SUCCEED", 5))
     assert _run(str(total), str(rerun), "-o", str(total)) == 0
@@ -147,3 +154,21 @@ def test_missing_input_is_a_config_error(tmp_path: Path) -> None:
     assert not out.exists()
     with pytest.raises(ConfigError, match="only once"):
         _run("-", "-")
+
+
+def test_paths_are_rewritten_relative_to_the_output_folder(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """A shard's `x.wav` (relative to its manifest) is `../a/x.wav` in a merge written to b/:
+    the merged manifest still finds the file."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.wav").write_bytes(b"RIFF")
+    saved = SavedFile(str(tmp_path / "a" / "x.wav"), 4, "0" * 64)
+    shard = tmp_path / "a" / "manifest.jsonl"
+    shard.write_bytes(_result("a", "SUCCEED", 1, files={"audio": saved}).to_json(shard.parent))
+    assert _lines(shard.read_bytes())[0]["files"]["audio"]["path"] == "x.wav"
+    out = tmp_path / "b" / "merged.jsonl"
+    assert _run(str(shard), "-o", str(out)) == 0
+    assert _lines(out.read_bytes())[0]["files"]["audio"]["path"] == "../a/x.wav"
+    result = recover(out).job("a")
+    assert result is not None and Path(result.files["audio"].path).read_bytes() == b"RIFF"

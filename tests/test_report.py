@@ -6,6 +6,7 @@ import argparse
 import io
 import re
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import orjson
 import pytest
 
 from watcher.errors import ConfigError
+from watcher.ledger import read_manifest
 from watcher.manifest import ErrorInfo, JobResult, SavedFile
 from watcher.report import (
     FailureGroup,
@@ -21,7 +23,6 @@ from watcher.report import (
     Report,
     RunCounts,
     add_arguments,
-    read_manifest,
     render_json,
     render_text,
     run,
@@ -119,9 +120,10 @@ def test_failures_are_grouped_by_code_and_message_each_with_its_count_and_ids() 
 
 
 def test_the_last_line_of_a_job_wins_and_earlier_ones_are_superseded() -> None:
-    """A job on several lines counts once, with its last status; the others are superseded."""
+    """A job on several lines counts once, with its newest status; the others are superseded."""
+    rerun = replace(_failed("c"), finished_at=T0 + timedelta(seconds=9))
     report = Report.from_records(
-        _records(_failed("a"), _ok("b"), _ok("a"), _ok("c"), _failed("c"), _invalid(3), _invalid(3))
+        _records(_failed("a"), _ok("b"), _ok("a"), _ok("c"), rerun, _invalid(3), _invalid(3))
     )
     assert report.jobs == 4
     assert report.statuses["SUCCEED"] == 2  # a (retried) and b
@@ -244,3 +246,21 @@ def test_a_missing_manifest_is_a_config_error(tmp_path: Path) -> None:
     """A manifest path that does not exist is a ConfigError naming it (exit 2 by the caller)."""
     with pytest.raises(ConfigError, match=r"nope\.jsonl"):
         _run(str(tmp_path / "nope.jsonl"))
+
+
+def test_wrong_shaped_lines_are_named_not_crashed_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`"line": "seven"` and `"files": {"audio": "x.wav"}` are warnings with their line numbers,
+    not a ValueError or TypeError; the rest is reported; exit 1."""
+    path = tmp_path / "manifest.jsonl"
+    path.write_bytes(
+        b'{"status":"INVALID","line":"seven"}\n'
+        + b'{"job_id":"x","status":"SUCCEED","files":{"audio":"x.wav"}}\n'
+        + _ok("a").to_json()
+    )
+    assert _run(str(path)) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:1: skipped: 'line' is not a whole number" in err
+    assert f"{path}:2: skipped: file 'audio' is not an object" in err
+    assert Report.from_path(str(path)).jobs == 1

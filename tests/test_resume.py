@@ -7,15 +7,17 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
 from helpers import make_jobs, read_manifest, run_config, run_jobs
 
 from watcher.errors import InputError
-from watcher.manifest import recover
+from watcher.ledger import recover
 
 
 @pytest.mark.anyio
@@ -97,9 +99,10 @@ def test_recover_reads_last_line_per_job(tmp_path: Path) -> None:
     path.write_bytes(
         b'{"job_id":"a","status":"FAILED"}\nnot json\n{"job_id":"a","status":"SUCCEED"}\n{"jo'
     )
-    previous = recover(path)
-    assert previous.jobs["a"]["status"] == "SUCCEED"
-    assert (previous.torn_bytes, previous.unreadable_lines) == (4, (2,))
+    ledger = recover(path)
+    result = ledger.job("a")
+    assert result is not None and result.status == "SUCCEED"
+    assert (ledger.torn_bytes, [bad.line for bad in ledger.bad]) == (4, [2])
     assert path.read_bytes().endswith(b"}\n")
 
 
@@ -152,3 +155,122 @@ def test_sigint_stops_a_run_reading_an_open_pipe(sim_factory: Any, tmp_path: Pat
             process.kill()
         err = process.stderr.read()
     assert process.returncode == 130, err
+
+
+def _append(out: Path, *records: dict[str, Any]) -> None:
+    with (out / "manifest.jsonl").open("ab") as f:
+        f.write(b"".join(orjson.dumps(r) + b"\n" for r in records))
+
+
+@pytest.mark.anyio
+async def test_error_and_timeout_lines_are_watched_again_by_default(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """ERROR and TIMEOUT are the watcher's verdicts, not the API's: a plain rerun retries them."""
+    jobs = make_jobs(2)
+    sim = sim_factory(jobs, fail_percent=0)
+    _append(
+        tmp_path,
+        {"job_id": "job-000", "status": "ERROR", "error": {"code": "TRANSPORT", "message": "x"}},
+        {"job_id": "job-001", "status": "TIMEOUT", "finished_at": "2026-11-25T02:00:00Z"},
+    )
+    summary = await run_jobs(run_config(sim.url, tmp_path), *jobs)
+    assert (summary.resume.skipped, summary.resume.rewatched) == (0, 2)
+    assert [r["status"] for r in read_manifest(tmp_path)] == ["ERROR", "TIMEOUT", *["SUCCEED"] * 2]
+
+
+@pytest.mark.anyio
+async def test_a_rerun_from_another_directory_skips_the_finished_batch(
+    sim_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paths are relative to the manifest: a rerun from elsewhere downloads nothing again."""
+    jobs = make_jobs(3)
+    sim = sim_factory(jobs)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a")
+    await run_jobs(run_config(sim.url, Path("../out")), *jobs)
+    monkeypatch.chdir(tmp_path / "b" / "c")
+    summary = await run_jobs(run_config(sim.url, tmp_path / "out"), *jobs)
+    assert (summary.resume.skipped, summary.resume.rewatched) == (3, 0)
+    assert len(read_manifest(tmp_path / "out")) == 3
+
+
+@pytest.mark.anyio
+async def test_a_manifest_of_an_earlier_version_still_resumes(
+    sim_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines without "v" (paths relative to the old run's directory, no mtime) still settle
+    their jobs when the files are intact: checked by sha256 instead."""
+    jobs = make_jobs(2)
+    sim = sim_factory(jobs, fail_percent=0)
+    monkeypatch.chdir(tmp_path)
+    await run_jobs(run_config(sim.url, Path("out")), *jobs)
+    old = []
+    for record in read_manifest(tmp_path / "out"):
+        del record["v"]
+        for saved in record["files"].values():
+            saved["path"] = f"out/{saved.pop('path')}"  # as the old run wrote it from tmp_path
+            del saved["mtime_ns"]
+        old.append(record)
+    (tmp_path / "out" / "manifest.jsonl").write_bytes(b"")
+    _append(tmp_path / "out", *old)
+    summary = await run_jobs(run_config(sim.url, Path("out")), *jobs)
+    assert (summary.resume.skipped, summary.resume.rewatched) == (2, 0)
+
+
+@pytest.mark.anyio
+async def test_damaged_lines_and_empty_succeed_lines_are_not_trusted(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """A wrong-shaped line does not crash the rerun and a SUCCEED line without files is not
+    done: both jobs are watched (again) and get proper lines."""
+    jobs = make_jobs(2)
+    sim = sim_factory(jobs, fail_percent=0)
+    _append(
+        tmp_path,
+        {"status": "INVALID", "line": "seven"},
+        {"job_id": "job-000", "status": "SUCCEED", "files": {"audio": "x.wav"}},
+        {"job_id": "job-001", "status": "SUCCEED"},
+    )
+    summary = await run_jobs(run_config(sim.url, tmp_path), *jobs)
+    assert (summary.resume.skipped, summary.resume.rewatched) == (0, 1)
+    assert summary.tally.statuses["SUCCEED"] == 2
+
+
+@pytest.mark.anyio
+async def test_verify_catches_changed_bytes_that_the_cheap_check_cannot(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """Bytes changed with size and mtime kept: a plain rerun skips, --verify watches again."""
+    jobs = make_jobs(2)
+    sim = sim_factory(jobs, fail_percent=0)
+    config = run_config(sim.url, tmp_path)
+    await run_jobs(config, *jobs)
+    audio = tmp_path / "job-001.wav"
+    before = audio.stat()
+    audio.write_bytes(audio.read_bytes()[:-1] + b"\x01")
+    os.utime(audio, ns=(before.st_atime_ns, before.st_mtime_ns))
+    plain = await run_jobs(config, *jobs)
+    assert (plain.resume.skipped, plain.resume.rewatched) == (2, 0)
+    verified = await run_jobs(replace(config, verify=True), *jobs)
+    assert (verified.resume.skipped, verified.resume.rewatched) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_files_with_a_new_mtime_are_checked_by_sha256_not_fetched_again(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """A batch copied without its mtimes (`cp -r`): the bytes are read and match, so nothing is
+    asked of the API and nothing is appended."""
+    jobs = make_jobs(2)
+    sim = sim_factory(jobs, fail_percent=0)
+    config = run_config(sim.url, tmp_path)
+    await run_jobs(config, *jobs)
+    for path in tmp_path.glob("job-*"):
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    asked = sim.sim.stats.count("ShowAsyncTtsJob")
+    summary = await run_jobs(config, *jobs)
+    assert (summary.resume.skipped, summary.resume.rewatched) == (2, 0)
+    assert sim.sim.stats.count("ShowAsyncTtsJob") == asked
+    assert len(read_manifest(tmp_path)) == 2

@@ -32,10 +32,10 @@ async def test_every_job_succeeds_with_its_files_saved_and_verified(
         assert r["meta"] == {"n": int(r["job_id"][-3:])}
         assert {"audio", "srt", "info"} <= set(r["files"])
         for saved in r["files"].values():
-            data = Path(saved["path"]).read_bytes()
+            data = (tmp_path / saved["path"]).read_bytes()  # relative to the manifest's folder
             assert len(data) == saved["bytes"]
             assert hashlib.sha256(data).hexdigest() == saved["sha256"]
-        assert Path(r["files"]["audio"]["path"]).read_bytes()[:4] == b"RIFF"
+        assert (tmp_path / r["files"]["audio"]["path"]).read_bytes()[:4] == b"RIFF"
         assert r["polls"] >= 1 and r["error"] is None and r["first_poll_at"].endswith("Z")
     assert not list(tmp_path.glob("*.part"))
 

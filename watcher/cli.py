@@ -1,8 +1,9 @@
 """The command line: flags -> config -> run. The only place errors become exit codes.
 
-0    every job SUCCEEDed and its files are saved
-1    some job ended otherwise (FAILED, ERROR, TIMEOUT, INVALID)
-2    usage, configuration or authentication error
+0    every input job's counting line in the manifest is SUCCEED, its files intact (the whole
+     batch: jobs an earlier run settled count with their line)
+1    some input job's counting line is otherwise (FAILED, ERROR, TIMEOUT, INVALID)
+2    usage, configuration or authentication error; the manifest or --out unusable or locked
 130  interrupted
 """
 
@@ -24,7 +25,7 @@ import structlog
 from watcher import __version__, logs, merge, report, submit
 from watcher.auth import AkSk
 from watcher.config import DownloadPolicy, PollPolicy, RunConfig
-from watcher.errors import AuthError, ConfigError, WatcherError, first_watcher_error
+from watcher.errors import AuthError, ConfigError, Exit, WatcherError, first_watcher_error
 from watcher.inputs import read_inputs
 from watcher.naming import check_template
 from watcher.options import add_api_arguments, api_config, positive
@@ -82,7 +83,12 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--retry-failed",
         action="store_true",
-        help="watch FAILED/ERROR/TIMEOUT jobs of the manifest again",
+        help="watch FAILED jobs of the manifest again (ERROR/TIMEOUT always are)",
+    )
+    run.add_argument(
+        "--verify",
+        action="store_true",
+        help="on a rerun, check the sha256 of every saved file, not only its size and mtime",
     )
     run.add_argument("--max-file-bytes", type=positive(int), help="refuse larger downloads")
     run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
@@ -166,6 +172,7 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | 
         grace=args.grace,
         name_template=args.name,
         shard=args.shard,
+        verify=args.verify,
     )
 
 
@@ -283,15 +290,16 @@ def _run(args: argparse.Namespace) -> int:
         throttled=stats.throttled,
         elapsed_s=time.monotonic() - started,
     )
+    batch = summary.batch
     report.emit_summary(
         report.Report.from_tally(summary.tally),
         counts,
-        skipped=summary.resume.skipped,
+        batch=batch,
         cadence_s=stats.effective_cadence,
         quiet=args.quiet,
         json=logs.is_json(args.log_format),
     )
-    return 0 if summary.tally.all_succeeded else 1
+    return Exit.OK if batch.ok else Exit.JOBS_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

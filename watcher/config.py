@@ -85,7 +85,8 @@ class DownloadPolicy:
 class RunConfig:
     """Everything one `watcher run` needs. `manifest` None writes the manifest to stdout.
 
-    `retry_failed`: jobs an earlier run left FAILED / ERROR / TIMEOUT are watched again.
+    `retry_failed`: jobs an earlier run left FAILED are watched again (ERROR and TIMEOUT always
+    are). `verify`: a rerun checks the sha256 of every file it skips, not only size and mtime.
     `grace`: after SIGINT/SIGTERM, how long downloads under way may take to finish.
     `name_template`: file stems from input fields (`naming.py`). `shard`: watch only the jobs
     this shard owns (`shard.py`); give it 1/N of the rate yourself (the CLI does).
@@ -100,3 +101,4 @@ class RunConfig:
     grace: float = 10.0
     name_template: str = "{job_id}"
     shard: Shard | None = None
+    verify: bool = False

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -23,15 +23,8 @@ from typing import Any
 import orjson
 
 from watcher.errors import ConfigError
-from watcher.report import (
-    BadLine,
-    Percentiles,
-    Report,
-    check_record,
-    printable,
-    read_manifest,
-    record_key,
-)
+from watcher.ledger import BadLine, Ledger, read_manifest
+from watcher.report import Percentiles, Report, printable
 
 # Colour per status (colour-blind-safe: Okabe-Ito), and their order in a stack.
 COLOURS = {
@@ -465,39 +458,27 @@ def _status_of(code: str) -> str:
     return "INVALID" if code.startswith("INVALID") else "FAILED"
 
 
-def winners(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The last record of each job, as `Report.from_records` counts them."""
-    latest: dict[Hashable, Mapping[str, Any]] = {}
-    for index, record in enumerate(records):
-        if check_record(record) is None:
-            key = record_key(record, index)
-            latest.pop(key, None)
-            latest[key] = record
-    return list(latest.values())
-
-
 def load(
     path: str, warn: Callable[[str], None] | None = None
 ) -> tuple[Report, list[dict[str, Any]]]:
-    """The report of the manifest at `path` (`-`: stdin) and its records, in one reading.
+    """The report of the manifest at `path` (`-`: stdin) and each job's counting record (the
+    ledger's rule), in one reading.
 
-    ConfigError when the file does not exist; OSError when it cannot be read.
+    ConfigError when the file does not exist; LedgerError when it cannot be read.
     """
     if path != "-" and not Path(path).is_file():
         raise ConfigError(f"manifest {path!r}: no such file")
-    records: list[dict[str, Any]] = []
-    bad = 0
+    ledger = Ledger()
     for item in read_manifest(path):
-        if isinstance(item, BadLine):
-            bad += 1
-            if warn is not None:
-                warn(str(item))
-        else:
-            records.append(item.record)
-    return Report.from_records(records, unreadable=bad), records
+        if isinstance(item, BadLine) and warn is not None:
+            warn(str(item))
+        ledger.add(item)
+    records = [orjson.loads(line.result.to_json()) for line in ledger.lines.values()]
+    return Report.from_ledger(ledger), records
 
 
 def write(path: Path, report: Report, records: Sequence[Mapping[str, Any]], title: str) -> None:
-    """Write the page of a manifest's `records` (in order), summed up in `report`, to `path`."""
-    night = Night.of(report, winners(records))
+    """Write the page of a manifest's counting `records` (in order), summed up in `report`, to
+    `path`."""
+    night = Night.of(report, records)
     path.write_text(render(night, title), encoding="utf-8")

@@ -1,18 +1,24 @@
 """The manifest: one JSON line per input job, written once, when the job is final.
 
-One task owns the file (`write_all`); everything else sends it `JobResult`s through a stream.
-Lines are only ever appended, flushed and fsynced, so `tail -f manifest.jsonl | jq` follows a run
-and a crash loses at most the line being written, which `recover` cuts off on the next run.
-The schema is documented in README.md ("Manifest").
+This module is the writing half of the ledger (`ledger.py` reads it back). One task owns the file
+(`write_all`); everything else sends it `JobResult`s through a stream. Lines are only ever
+appended, flushed and fsynced, so `tail -f manifest.jsonl | jq` follows a run and a crash loses
+at most the line being written, which the next run cuts off.
+
+Lines carry `"v": 2`: their file paths are relative to the manifest's own folder (absolute when
+the manifest goes to stdout), so the batch reads the same from any working directory. Each saved
+file's size and `mtime_ns` are recorded for the cheap resume check. The schema is documented in
+README.md ("Manifest").
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -22,25 +28,54 @@ import anyio.to_thread
 import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from watcher.errors import LedgerError
+
 STATUSES = ("SUCCEED", "FAILED", "ERROR", "TIMEOUT", "INVALID")
+VERSION = 2  # lines without "v" are version 1: paths relative to that run's cwd, or absolute
 MAX_BATCH = 512
+
+
+def os_reason(exc: OSError) -> str:
+    """The OS's reason for `exc`, in words (`No space left on device`)."""
+    return exc.strerror or str(exc)
 
 
 @dataclass(frozen=True, slots=True)
 class SavedFile:
-    """A result file on disk: its path, size and SHA-256."""
+    """A result file on disk: its path, size and SHA-256, and its mtime once recorded.
+
+    In memory `path` is usable as it is (relative to the current directory, or absolute); the
+    manifest stores it relative to its own folder.
+    """
 
     path: str
     bytes: int
     sha256: str
     duration_s: float | None = None
+    mtime_ns: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """The file's manifest entry (`duration_s` only for audio)."""
-        entry: dict[str, Any] = {"path": self.path, "bytes": self.bytes, "sha256": self.sha256}
+    def to_dict(self, base: Path | None = None) -> dict[str, Any]:
+        """The file's manifest entry, its path relative to `base` (None: absolute)."""
+        where = os.path.abspath(self.path)
+        if base is not None:
+            where = os.path.relpath(where, base)
+        entry: dict[str, Any] = {"path": where, "bytes": self.bytes, "sha256": self.sha256}
         if self.duration_s is not None:
             entry["duration_s"] = round(self.duration_s, 3)
+        if self.mtime_ns is not None:
+            entry["mtime_ns"] = self.mtime_ns
         return entry
+
+    def stamped(self) -> SavedFile:
+        """This file with the `mtime_ns` it has on disk (unchanged when it cannot be read or its
+        size is not the recorded one: the resume check will then find it wanting)."""
+        if self.mtime_ns is not None:
+            return self
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return self
+        return replace(self, mtime_ns=info.st_mtime_ns) if info.st_size == self.bytes else self
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +89,10 @@ class ErrorInfo:
 
 @dataclass(frozen=True, slots=True)
 class JobResult:
-    """The final word on one job: the manifest line, before serialisation."""
+    """The final word on one job: one manifest line, written and read back as this record.
+
+    `finished_at`: when the final state was seen; `saved_at`: when its files were saved.
+    """
 
     job_id: str | None
     status: str
@@ -68,14 +106,16 @@ class JobResult:
     meta: Mapping[str, Any] = field(default_factory=dict)
     source: str | None = None
     line: int | None = None
+    saved_at: datetime | None = None
 
-    def to_json(self) -> bytes:
-        """The manifest line, newline included."""
+    def to_dict(self, base: Path | None = None) -> dict[str, Any]:
+        """The manifest record, file paths relative to `base` (None: absolute)."""
         record: dict[str, Any] = {
+            "v": VERSION,
             "job_id": self.job_id,
             "status": self.status,
             "state": self.state,
-            "files": {kind: f.to_dict() for kind, f in self.files.items()},
+            "files": {kind: f.to_dict(base) for kind, f in self.files.items()},
             "polls": self.polls,
             "first_poll_at": self.first_poll_at,
             "finished_at": self.finished_at,
@@ -89,10 +129,23 @@ class JobResult:
             },
             "meta": self.meta,
         }
+        if self.saved_at is not None:
+            record["saved_at"] = self.saved_at
         if self.status == "INVALID":
             record["source"] = self.source
             record["line"] = self.line
-        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z)
+        return record
+
+    def to_json(self, base: Path | None = None) -> bytes:
+        """The manifest line, newline included (paths as in `to_dict`)."""
+        option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z
+        return orjson.dumps(self.to_dict(base), option=option)
+
+    def stamped(self) -> JobResult:
+        """This result with every file's `mtime_ns` read from disk (blocking)."""
+        if all(f.mtime_ns is not None for f in self.files.values()):
+            return self
+        return replace(self, files={kind: f.stamped() for kind, f in self.files.items()})
 
 
 @dataclass(slots=True)
@@ -133,37 +186,92 @@ class Tally:
         return set(self.statuses) <= {"SUCCEED"}
 
 
-def open_manifest(path: Path | None) -> IO[bytes]:
-    """The manifest opened for appending; None means stdout."""
-    if path is None:
-        return sys.stdout.buffer
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("ab")
+class ManifestFile:
+    """The manifest opened for appending (None: stdout), and watched while it is written.
 
+    Before each batch the open file is compared with what its path names now (device and
+    inode): a manifest deleted, moved or replaced during the run is a LedgerError, since lines
+    written to it would be lost. Every OS error is a LedgerError naming the path and the reason.
+    """
 
-def _append(stream: IO[bytes], data: bytes, durable: bool) -> None:
-    stream.write(data)
-    stream.flush()
-    if durable:
-        os.fsync(stream.fileno())
+    __slots__ = ("_identity", "_stream", "base", "path", "written")
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.written = 0
+        self.base = None if path is None else path.parent.absolute()
+        if path is None:
+            self._stream: IO[bytes] = sys.stdout.buffer
+            self._identity: tuple[int, int] | None = None
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._stream = path.open("ab")
+        except OSError as exc:
+            raise LedgerError(f"manifest {path}: cannot open it: {os_reason(exc)}") from exc
+        info = os.fstat(self._stream.fileno())
+        self._identity = (info.st_dev, info.st_ino)
+
+    def check(self, pending: int = 0) -> None:
+        """LedgerError when the path no longer names the file being written (deleted, moved or
+        replaced): its lines of this run, and the `pending` results, would be lost."""
+        if self.path is None or self._identity is None:
+            return
+        try:
+            info = os.stat(self.path)
+            what = None if (info.st_dev, info.st_ino) == self._identity else "replaced"
+        except FileNotFoundError:
+            what = "deleted or moved"
+        if what is not None:
+            raise LedgerError(
+                f"manifest {self.path} was {what} while the run went on: the {self.written} "
+                f"lines this run wrote went with the old file and {pending} finished results "
+                "were not recorded (nor any job still under way); run the same command again "
+                "to resume"
+            )
+
+    def append(self, results: list[JobResult], durable: bool) -> None:
+        """Write `results` as lines, flushed and (when `durable`) fsynced; blocking."""
+        self.check(len(results))
+        data = b"".join(result.stamped().to_json(self.base) for result in results)
+        try:
+            self._stream.write(data)
+            self._stream.flush()
+            if durable:
+                os.fsync(self._stream.fileno())
+        except OSError as exc:
+            raise LedgerError(
+                f"manifest {self.path or '<stdout>'}: cannot write: {os_reason(exc)}; "
+                f"{len(results)} finished results were not recorded (lines already written "
+                "are kept); run the same command again to resume"
+            ) from exc
+        self.written += len(results)
+
+    def close(self) -> None:
+        """Close the file (stdout is left open); never raises."""
+        if self.path is not None:
+            with contextlib.suppress(OSError):  # a full disk: append has already said so
+                self._stream.close()
 
 
 async def write_all(
-    stream: IO[bytes],
+    manifest: ManifestFile,
     results: MemoryObjectReceiveStream[JobResult],
     tally: Tally,
     *,
-    durable: bool = True,
     on_written: Callable[[JobResult], Awaitable[None]] | None = None,
 ) -> None:
     """Write every result received until all senders close, counting each in `tally` and then
     telling `on_written` (if given) once its line is on disk.
 
-    Lines are appended, flushed and (when `durable`) fsynced before the next batch; a batch is
+    Lines are appended, flushed and (to a file) fsynced before the next batch; a batch is
     whatever has queued up meanwhile (group commit), so a busy run pays one fsync per batch
     rather than per line, and no line waits for more than one fsync. Writes run in a worker
-    thread and are never abandoned half-way, even on cancellation.
+    thread and are never abandoned half-way, even on cancellation. LedgerError when the
+    manifest cannot be written or is no longer the file it was (checked before each batch and
+    once more at the end, so a manifest deleted after its last line is not a silent success).
     """
+    durable = manifest.path is not None
     async with results:
         async for first in results:
             batch = [first]
@@ -172,56 +280,9 @@ async def write_all(
                     batch.append(results.receive_nowait())
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     break
-            data = b"".join(result.to_json() for result in batch)
-            await anyio.to_thread.run_sync(_append, stream, data, durable)
+            await anyio.to_thread.run_sync(manifest.append, batch, durable)
             for result in batch:
                 tally.add(result)
                 if on_written is not None:
                     await on_written(result)
-
-
-@dataclass(frozen=True, slots=True)
-class Previous:
-    """What an earlier run's manifest holds: each job's last line, and where INVALID lines were."""
-
-    jobs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    invalid: frozenset[tuple[str, int]] = frozenset()
-    torn_bytes: int = 0
-    unreadable_lines: tuple[int, ...] = ()
-
-
-def recover(path: Path) -> Previous:
-    """Read a manifest back, first cutting off a torn last line (a crash mid-write).
-
-    After the cut the file is valid JSONL again and appending continues from a line boundary.
-    A missing file is an empty manifest. Lines that are not JSON objects are skipped and their
-    numbers reported in `unreadable_lines`.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return Previous()
-    torn = 0
-    if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        torn = len(data) - keep
-        with path.open("r+b") as f:
-            f.truncate(keep)
-            f.flush()
-            os.fsync(f.fileno())
-        data = data[:keep]
-    jobs: dict[str, Mapping[str, Any]] = {}
-    invalid: set[tuple[str, int]] = set()
-    unreadable: list[int] = []
-    for number, line in enumerate(data.splitlines(), start=1):
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            record = None
-        if not isinstance(record, dict):
-            unreadable.append(number)
-        elif record.get("status") == "INVALID":
-            invalid.add((str(record.get("source")), int(record.get("line") or 0)))
-        elif isinstance(job_id := record.get("job_id"), str):
-            jobs[job_id] = record
-    return Previous(jobs, frozenset(invalid), torn, tuple(unreadable))
+    await anyio.to_thread.run_sync(manifest.check)

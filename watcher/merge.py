@@ -1,11 +1,12 @@
 """`watcher merge`: the manifests of N shards (or of several runs) as one, one line per job.
 
-When a job appears on several lines, one line wins: a `SUCCEED` line beats any other; between two
-lines that are both `SUCCEED`, or both not, the one with the later `finished_at` wins, and on a tie
-(or when neither has a time) the one read later. `INVALID` lines without a job id are kept as they
-are, one per input location (`source`, `line`): every shard reports the same bad input line.
-Output lines keep the order in which their job first appeared. Damaged lines are skipped with a
-warning, as `watcher report` does.
+The manifests are read by the ledger (`ledger.py`) and its one rule picks each job's line: the
+latest `finished_at` wins, and on a tie (or when neither has a time) the one read later, so the
+newest answer counts, whatever it says. `INVALID` lines without a job id are kept one per input
+location (`source`, `line`): every shard reports the same bad input line. Output lines keep the
+order in which their job first appeared. Damaged lines are skipped with a warning, as `watcher
+report` does. File paths are rewritten relative to the output's folder (absolute on stdout), so
+the merged manifest resumes wherever it is put.
 """
 
 from __future__ import annotations
@@ -14,68 +15,35 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-import orjson
-
-from watcher.errors import ConfigError
-from watcher.report import BadLine, Entry, read_manifest, record_key
-
-_OLDEST = datetime.min.replace(tzinfo=UTC)
+from watcher.errors import ConfigError, LedgerError
+from watcher.ledger import BadLine, Ledger, Line, read_manifest
+from watcher.manifest import JobResult, os_reason
 
 
 @dataclass(frozen=True, slots=True)
 class Merged:
     """The winning record of each job, in order of first appearance, and what was dropped."""
 
-    records: tuple[Mapping[str, Any], ...]
+    records: tuple[JobResult, ...]
     read: int
     superseded: int
     unreadable: int = 0
 
 
-def finished_at(record: Mapping[str, Any]) -> datetime:
-    """The record's `finished_at` as an aware datetime; the oldest possible when absent or bad.
-
-    Parsed, not compared as text: `...:07Z` and `...:07.5Z` do not sort as strings do.
-    """
-    value = record.get("finished_at")
-    if not isinstance(value, str):
-        return _OLDEST
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return _OLDEST
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+def merge(entries: Iterable[Line | BadLine]) -> Merged:
+    """One record per job from manifest lines read in order (see the module's rule)."""
+    ledger = Ledger.of(entries)
+    records = tuple(line.result for line in ledger.lines.values())
+    return Merged(records, ledger.read, ledger.superseded, len(ledger.bad))
 
 
-def rank(record: Mapping[str, Any]) -> tuple[bool, datetime]:
-    """How strongly a record claims its job: SUCCEED first, then the latest `finished_at`."""
-    return (record.get("status") == "SUCCEED", finished_at(record))
-
-
-def merge(entries: Iterable[Entry | BadLine]) -> Merged:
-    """One record per job from manifest entries read in order (see the module's rules)."""
-    winners: dict[Hashable, Mapping[str, Any]] = {}
-    read = unreadable = 0
-    for entry in entries:
-        if isinstance(entry, BadLine):
-            unreadable += 1
-            continue
-        read += 1
-        key = record_key(entry.record, (entry.source, entry.line))
-        held = winners.get(key)
-        if held is None or rank(entry.record) >= rank(held):
-            winners[key] = entry.record  # an existing key keeps its place in the order
-    return Merged(tuple(winners.values()), read, read - len(winners), unreadable)
-
-
-def read_all(paths: Iterable[str], warn: Callable[[str], None]) -> Iterable[Entry | BadLine]:
-    """The entries of each manifest in turn; `warn` hears of each damaged line as it is met."""
+def read_all(paths: Iterable[str], warn: Callable[[str], None]) -> Iterator[Line | BadLine]:
+    """The lines of each manifest in turn; `warn` hears of each damaged line as it is met."""
     for path in paths:
         for item in read_manifest(path):
             if isinstance(item, BadLine):
@@ -83,25 +51,31 @@ def read_all(paths: Iterable[str], warn: Callable[[str], None]) -> Iterable[Entr
             yield item
 
 
-def write_records(stream: IO[bytes], records: Iterable[Mapping[str, Any]]) -> None:
-    """The records as JSON lines."""
+def write_records(stream: IO[bytes], records: Iterable[JobResult], base: Path | None) -> None:
+    """The records as manifest lines, paths relative to `base` (None: absolute)."""
     for record in records:
-        stream.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        stream.write(record.to_json(base))
 
 
-def write_file(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+def write_file(path: Path, records: Iterable[JobResult]) -> None:
     """Replace `path` with the records, atomically: readers see the old file or the whole new one.
 
-    So `-o` may name one of the inputs.
+    So `-o` may name one of the inputs. LedgerError names the path and the OS's reason.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise LedgerError(f"-o {path}: cannot write there: {os_reason(exc)}") from exc
     try:
         with os.fdopen(fd, "wb") as stream:
-            write_records(stream, records)
+            write_records(stream, records, path.parent.absolute())
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temp, path)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise LedgerError(f"-o {path}: cannot write it: {os_reason(exc)}") from exc
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
@@ -135,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     merged = merge(read_all(paths, warn))
     if args.output is None:
-        write_records(sys.stdout.buffer, merged.records)
+        write_records(sys.stdout.buffer, merged.records, None)
         sys.stdout.buffer.flush()
     else:
         write_file(args.output, merged.records)

@@ -1,9 +1,9 @@
 """`watcher report`: what a manifest says, in one table (or one JSON object).
 
-Reading a manifest tolerates damage: a line that is not a manifest record (a torn last line from a
-killed run, a stray edit) is skipped with a warning naming its line, and counted. A job id may
-appear on several lines (a rerun appends again): the LAST line for a job wins and the earlier ones
-are counted as superseded. `INVALID` lines without a job id are told apart by (`source`, `line`).
+The manifest is read by the ledger (`ledger.py`), whose rules hold here: a line that is not a
+manifest record (a torn last line from a killed run, a stray edit, a wrong shape) is skipped with
+a warning naming its line, and counted; of the lines for one job the counting line wins (the
+latest `finished_at`, on a tie the later line) and the others are counted as superseded.
 
 `Report.from_records` builds the same report from manifest dicts, so `watcher run` can print it at
 the end of a run with the run's own counters (`RunCounts`) added.
@@ -15,8 +15,8 @@ import argparse
 import math
 import sys
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,87 +24,21 @@ import orjson
 import structlog
 
 from watcher.errors import ConfigError
+from watcher.ledger import (
+    BadLine,
+    BatchSummary,
+    Ledger,
+    Line,
+    parse_record,
+    read_manifest,
+    render_batch,
+)
 from watcher.manifest import STATUSES, Tally
 
 log = structlog.get_logger("watcher.report")
 
 MAX_EXAMPLES = 3
 MAX_MESSAGE_CHARS = 100
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One manifest record and where it was read."""
-
-    source: str
-    line: int
-    record: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class BadLine:
-    """A manifest line that is not a record, and why."""
-
-    source: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.source}:{self.line}: skipped: {self.reason}"
-
-
-def check_record(record: object) -> str | None:
-    """Why `record` is not a manifest record, or None when it is one."""
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    if not isinstance(record.get("status"), str) or not record["status"]:
-        return "no 'status'"
-    if not isinstance(record.get("job_id"), str | None):
-        return "'job_id' is neither a string nor null"
-    return None
-
-
-def read_manifest(path: str) -> Iterator[Entry | BadLine]:
-    """Each line of the manifest at `path` (`-`: stdin) as an Entry, or a BadLine.
-
-    Blank lines are skipped silently. OSError when the file cannot be read.
-    """
-    if path == "-":
-        yield from _read(sys.stdin.buffer, "<stdin>")
-        return
-    with open(path, "rb") as stream:
-        yield from _read(stream, path)
-
-
-def _read(stream: Iterable[bytes], source: str) -> Iterator[Entry | BadLine]:
-    for number, raw in enumerate(stream, 1):
-        if not raw.strip():
-            continue
-        try:
-            record = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            if not raw.endswith(b"\n"):
-                reason = "torn last line (no newline at its end): was the run killed mid-write?"
-            else:
-                reason = f"not valid JSON ({exc})"
-            yield BadLine(source, number, reason)
-            continue
-        problem = check_record(record)
-        if problem is None:
-            yield Entry(source, number, record)
-        else:
-            yield BadLine(source, number, problem)
-
-
-def record_key(record: Mapping[str, Any], fallback: Hashable) -> Hashable:
-    """What identifies the job of a record: its id, else its (`source`, `line`), else `fallback`."""
-    job_id = record.get("job_id")
-    if isinstance(job_id, str):
-        return ("job", job_id)
-    source, line = record.get("source"), record.get("line")
-    if source is not None or line is not None:
-        return ("input", str(source), str(line))
-    return ("unknown", fallback)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,22 +140,24 @@ class Report:
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]], *, unreadable: int = 0) -> Report:
-        """The report of manifest records, in manifest order; the last record of a job wins.
+        """The report of manifest records, in manifest order, by the ledger's counting rule.
 
-        Records that are not manifest records (see `check_record`) are counted as unreadable,
-        on top of `unreadable` (lines the caller already skipped).
+        Records that are not manifest records (see `ledger.parse_record`) are counted as
+        unreadable, on top of `unreadable` (lines the caller already skipped).
         """
-        latest: dict[Hashable, Mapping[str, Any]] = {}
-        count = 0
-        for index, record in enumerate(records):
-            if check_record(record) is not None:
-                unreadable += 1
-                continue
-            count += 1
-            key = record_key(record, index)
-            latest.pop(key, None)  # the winner takes the place of its last line
-            latest[key] = record
-        return cls._summarise(list(latest.values()), count, unreadable)
+        ledger = Ledger()
+        for index, record in enumerate(records, 1):
+            try:
+                ledger.add(Line("<records>", index, parse_record(record)))
+            except ValueError as exc:
+                ledger.add(BadLine("<records>", index, str(exc)))
+        return cls.from_ledger(ledger, unreadable=unreadable)
+
+    @classmethod
+    def from_ledger(cls, ledger: Ledger, *, unreadable: int = 0) -> Report:
+        """The report of a ledger: its counting lines, its superseded and bad lines."""
+        winners: list[Mapping[str, Any]] = [line.result.to_dict() for line in ledger.lines.values()]
+        return cls._summarise(winners, ledger.read, unreadable + len(ledger.bad))
 
     @classmethod
     def from_tally(cls, tally: Tally) -> Report:
@@ -248,24 +184,16 @@ class Report:
     def from_path(cls, path: str, *, warn: Callable[[str], None] | None = None) -> Report:
         """The report of the manifest at `path` (`-`: stdin); `warn` hears of each bad line.
 
-        ConfigError when the file does not exist; OSError when it cannot be read.
+        ConfigError when the file does not exist; LedgerError when it cannot be read.
         """
         if path != "-" and not Path(path).is_file():
             raise ConfigError(f"manifest {path!r}: no such file")
-        bad = 0
-
-        def records() -> Iterator[dict[str, Any]]:
-            nonlocal bad
-            for item in read_manifest(path):
-                if isinstance(item, BadLine):
-                    bad += 1
-                    if warn is not None:
-                        warn(str(item))
-                else:
-                    yield item.record
-
-        report = cls.from_records(records())
-        return replace(report, unreadable=report.unreadable + bad)
+        ledger = Ledger()
+        for item in read_manifest(path):
+            if isinstance(item, BadLine) and warn is not None:
+                warn(str(item))
+            ledger.add(item)
+        return cls.from_ledger(ledger)
 
     @classmethod
     def _summarise(cls, winners: list[Mapping[str, Any]], count: int, unreadable: int) -> Report:
@@ -422,31 +350,38 @@ def emit_summary(
     summary: Report,
     run: RunCounts,
     *,
-    skipped: int,
+    batch: BatchSummary,
     cadence_s: float | None,
     quiet: bool,
     json: bool,
     stream: TextIO | None = None,
 ) -> None:
-    """The end-of-run summary, in the form the run's output calls for.
+    """The end-of-run summary, in the form the run's output calls for: what this run did
+    (`summary`, `run`) and the whole batch's totals beside it (`batch`).
 
     Nothing with `quiet` (the exit code says the result); with `json` logs one `run summary`
-    log event (info) holding every figure of `report_dict`, so stderr stays JSON lines;
-    otherwise the text table on `stream` (stderr).
+    log event (info) holding every figure of `report_dict` and the batch's, so stderr stays
+    JSON lines; otherwise the text tables on `stream` (stderr).
     """
     if quiet:
         return
     if json:
         figures = report_dict(summary, run)
-        figures["skipped"] = skipped
+        figures["skipped"] = batch.skipped
+        figures["batch"] = {
+            "jobs": batch.jobs,
+            "statuses": dict(batch.batch),
+            "ok": batch.ok,
+            "watched": batch.watched,
+            "rewatched": batch.rewatched,
+            "skipped": batch.skipped,
+        }
         figures["effective_cadence_s"] = None if cadence_s is None else round(cadence_s, 3)
         log.info("run summary", **figures)
         return
-    extra = f"already done (skipped): {skipped:,}"
-    if cadence_s is not None:
-        extra += f"; effective per-job cadence: {cadence_s:.2f} s"
+    extra = "" if cadence_s is None else f"effective per-job cadence: {cadence_s:.2f} s\n"
     out = sys.stderr if stream is None else stream
-    out.write(render_text(summary, run) + extra + "\n")
+    out.write(render_text(summary, run) + "\n" + render_batch(batch) + extra)
     out.flush()
 
 

@@ -1,98 +1,107 @@
-"""Picking up where an earlier run stopped: which input jobs are already settled.
+"""Picking up where an earlier run stopped: which input jobs the ledger already settles.
 
-Running the same command again with the same manifest watches only what is not done:
-- a job whose last line is SUCCEED is skipped when every file it lists is present and matches its
-  sha256 (otherwise it is watched again and gets a new line);
-- a FAILED / ERROR / TIMEOUT job is skipped, unless `retry_failed` (then it gets a new line; the
-  last line for a job id is the one that counts);
+Running the same command again with the same manifest watches only what is not settled. By the
+ledger's counting line for each input job (`ledger.py`):
+- SUCCEED is settled when its files are intact (size and mtime; else, and always with `verify`,
+  size and sha256), else the job is watched again;
+- FAILED (the API's answer) is settled, unless `retry_failed`;
+- ERROR and TIMEOUT are the watcher's own verdicts, not the API's: always watched again;
 - an INVALID line is not reported again for the same source and line number.
-Leftover `.part` files of a killed run are removed before anything starts.
+A job watched again gets a new line, which then counts. Leftover `.part` files of a killed run
+are removed before anything starts (under the batch lock, so never another run's).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+import anyio.lowlevel
 import anyio.to_thread
 import structlog
 
 from watcher.download import PART_SUFFIX
-from watcher.errors import InputError
+from watcher.errors import InputError, LedgerError
 from watcher.inputs import JOB_ID, Job
-from watcher.manifest import Previous
+from watcher.ledger import Ledger, done, unchanged
+from watcher.manifest import JobResult, os_reason
 
 log = structlog.get_logger("watcher.resume")
-RETRYABLE = frozenset({"FAILED", "ERROR", "TIMEOUT"})
+CHECKPOINT_EVERY = 256  # cheap checks between two yields to the event loop
 
 
 @dataclass(slots=True)
 class ResumeStats:
-    """What resuming skipped."""
+    """What resuming did: how many jobs it skipped as settled (and their counting statuses in
+    `kept`) and how many it let through to be watched again."""
 
     skipped: int = 0
     rewatched: int = 0
+    kept: Counter[str] = field(default_factory=Counter)
+
+    def skip(self, status: str) -> None:
+        """Count one settled job."""
+        self.skipped += 1
+        self.kept[status] += 1
 
 
-def files_intact(record: Mapping[str, Any]) -> bool:
-    """Whether every file a manifest line lists is on disk with its size and sha256."""
-    for saved in (record.get("files") or {}).values():
-        path = Path(saved["path"])
-        try:
-            if path.stat().st_size != saved["bytes"]:
-                return False
-            digest = hashlib.sha256()
-            with path.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-        except OSError:
-            return False
-        if digest.hexdigest() != saved["sha256"]:
-            return False
-    return True
-
-
-async def _settled(record: Mapping[str, Any] | None, retry_failed: bool) -> bool:
-    if record is None:
-        return False
-    status = record.get("status")
-    if status == "SUCCEED":
-        return await anyio.to_thread.run_sync(files_intact, record)
-    return status in RETRYABLE and not retry_failed
+async def _settled(result: JobResult, retry_failed: bool, verify: bool) -> bool:
+    if result.status == "SUCCEED":
+        if not verify and result.files and all(map(unchanged, result.files.values())):
+            return True  # a stat per file: cheaper than a thread hand-off
+        return await anyio.to_thread.run_sync(lambda: done(result, verify=verify))
+    if result.status == "FAILED":
+        return not retry_failed
+    return result.status == "INVALID"
 
 
 async def unsettled(
     inputs: AsyncIterator[Job | InputError],
-    previous: Previous,
+    ledger: Ledger,
     *,
     retry_failed: bool,
     stats: ResumeStats,
+    verify: bool = False,
 ) -> AsyncIterator[Job | InputError]:
-    """The items of `inputs` that `previous` has not settled (see the module docstring)."""
+    """The items of `inputs` that `ledger` has not settled (see the module docstring)."""
+    checked = 0
     async for item in inputs:
         if isinstance(item, InputError):
-            if (item.source, item.line) not in previous.invalid:
+            if ledger.reported(item.source, item.line):
+                stats.skip("INVALID")
+            else:
                 yield item
             continue
-        record = previous.jobs.get(item.job_id)
-        if await _settled(record, retry_failed):
-            stats.skipped += 1
+        result = ledger.job(item.job_id)
+        if result is None:
+            yield item
             continue
-        if record is not None:
-            stats.rewatched += 1
-            log.info("watching again", job_id=item.job_id, previous=record.get("status"))
+        checked += 1
+        if checked % CHECKPOINT_EVERY == 0:
+            await anyio.lowlevel.checkpoint()
+        if await _settled(result, retry_failed, verify):
+            stats.skip(result.status)
+            continue
+        stats.rewatched += 1
+        log.info("watching again", job_id=item.job_id, previous=result.status)
         yield item
 
 
 def remove_partials(out_dir: Path) -> int:
-    """Delete `<job_id>...part` files a killed run left in `out_dir`; return how many."""
+    """Delete `<job_id>...part` files a killed run left in `out_dir`; return how many.
+
+    LedgerError when one cannot be deleted (the folder is read-only, say)."""
     removed = 0
     for part in out_dir.glob(f"*{PART_SUFFIX}"):
         job_id = part.name.split(".", 1)[0]
         if JOB_ID.fullmatch(job_id) and part.is_file():
-            part.unlink(missing_ok=True)
+            try:
+                part.unlink(missing_ok=True)
+            except OSError as exc:
+                raise LedgerError(
+                    f"--out {out_dir}: cannot remove the leftover {part.name}: {os_reason(exc)}"
+                ) from exc
             removed += 1
     return removed

@@ -51,8 +51,10 @@ class Watched:
         now_at: datetime,
         files: dict[str, SavedFile] | None = None,
         error: ErrorInfo | None = None,
+        saved_at: datetime | None = None,
     ) -> JobResult:
-        """The manifest line for this job, final at `now` (monotonic) / `now_at` (wall clock)."""
+        """The manifest line for this job, final at `now` (monotonic) / `now_at` (wall clock),
+        its files saved at `saved_at` (wall clock), if any."""
         return JobResult(
             job_id=self.job_id,
             status=status,
@@ -64,6 +66,7 @@ class Watched:
             elapsed_s=now - (self.first_poll if self.first_poll is not None else self.admitted),
             error=error,
             meta=self.job.meta,
+            saved_at=saved_at,
         )
 
 

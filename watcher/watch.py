@@ -4,10 +4,11 @@
                    (resume)           │                                     ├─JobResult─▶ write_all
                                       └──── FAILED / ERROR / TIMEOUT ───────┘
 
-Before it starts, `.part` files a killed run left are removed and a torn last manifest line is cut
-off. Every task lives in one task group; each stream closes when its last sender does, so the run
-ends exactly when the last manifest line is written. Two HTTP sessions: the API's (signed) and the
-downloads' (which never carries API credentials).
+Before it starts, the run locks the batch (`lock.py`: one run per `--out` and manifest), removes
+`.part` files a killed run left and cuts off a torn last manifest line. Every task lives in one
+task group; each stream closes when its last sender does, so the run ends exactly when the last
+manifest line is written. Two HTTP sessions: the API's (signed) and the downloads' (which never
+carries API credentials).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from anyio.abc import TaskGroup
 from watcher.api import USER_AGENT, MetaStudioClient
 from watcher.config import DownloadPolicy, RunConfig
 from watcher.download import Finished, JobDownload, download_worker
-from watcher.errors import InputError, first_watcher_error
+from watcher.errors import InputError, LedgerError, first_watcher_error
 from watcher.inputs import Job, check_job_id
-from watcher.manifest import JobResult, Previous, Tally, open_manifest, recover, write_all
+from watcher.ledger import BatchSummary, Ledger, recover
+from watcher.lock import BatchLock, lock_paths
+from watcher.manifest import JobResult, ManifestFile, Tally, os_reason, write_all
 from watcher.naming import Namer
 from watcher.poller import Poller, PollStats
 from watcher.progress import Snapshot
@@ -49,6 +52,11 @@ class Summary:
     tally: Tally
     polls: PollStats
     resume: ResumeStats
+
+    @property
+    def batch(self) -> BatchSummary:
+        """The whole batch after this run: its jobs' counting statuses beside this run's."""
+        return BatchSummary.of(self.tally.statuses, self.resume.kept, self.resume.rewatched)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +80,9 @@ async def watch(
     Setting `stop` ends the run early: nothing more is admitted or polled, downloads already
     handed out finish (cancel the caller's scope to bound that), and jobs not final are left
     unwritten for the next run. Raises AuthError (the run stopped; jobs not final were not
-    written) and other WatcherErrors unwrapped from the task group, so callers see one
-    exception, not a group.
+    written), LedgerError (another run holds the batch, or the manifest or `--out` cannot be
+    used) and other WatcherErrors unwrapped from the task group, so callers see one exception,
+    not a group.
     """
     try:
         return await _watch(config, inputs, stop, hooks)
@@ -124,19 +133,41 @@ class _Tracker:
         )
 
 
-def _prepare(config: RunConfig) -> Previous:
-    """Clear a killed run's leftovers and read back its manifest."""
-    config.out_dir.mkdir(parents=True, exist_ok=True)
+def _out_dir(config: RunConfig) -> None:
+    """Make `--out` and the manifest's folder; LedgerError names the path and the OS's reason."""
+    try:
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise LedgerError(f"--out {config.out_dir}: not a folder (a file is in the way)") from exc
+    except OSError as exc:
+        raise LedgerError(f"--out {config.out_dir}: cannot create it: {os_reason(exc)}") from exc
+    if config.manifest is None:
+        return
+    if config.manifest.is_dir():
+        raise LedgerError(f"--manifest {config.manifest}: is a folder, not a file")
+    try:
+        config.manifest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        folder = config.manifest.parent
+        raise LedgerError(
+            f"--manifest {config.manifest}: cannot create {folder}: {os_reason(exc)}"
+        ) from exc
+
+
+def _prepare(config: RunConfig) -> Ledger:
+    """Clear a killed run's leftovers and read back the batch's ledger (the lock is held)."""
     if removed := remove_partials(config.out_dir):
         log.info("removed partial files of an earlier run", count=removed)
     if config.manifest is None:
-        return Previous()
-    previous = recover(config.manifest)
-    if previous.torn_bytes:
-        log.warning("cut a torn last line off the manifest", bytes=previous.torn_bytes)
-    if previous.unreadable_lines:
-        log.warning("manifest lines are not JSON", lines=list(previous.unreadable_lines[:20]))
-    return previous
+        return Ledger()
+    ledger = recover(config.manifest)
+    if ledger.torn_bytes:
+        log.warning("cut a torn last line off the manifest", bytes=ledger.torn_bytes)
+    for bad in ledger.bad[:20]:
+        log.warning("manifest line skipped", line=bad.line, reason=bad.reason)
+    if len(ledger.bad) > 20:
+        log.warning("more manifest lines skipped", count=len(ledger.bad) - 20)
+    return ledger
 
 
 def storage_session(policy: DownloadPolicy) -> aiohttp.ClientSession:
@@ -165,12 +196,26 @@ async def _watch(
     stop: anyio.Event | None,
     hooks: Hooks,
 ) -> Summary:
-    previous = _prepare(config)
+    _out_dir(config)
+    with BatchLock(lock_paths(config.out_dir, config.manifest)):
+        return await _watch_locked(config, inputs, stop, hooks)
+
+
+async def _watch_locked(
+    config: RunConfig,
+    inputs: AsyncIterator[Job | InputError],
+    stop: anyio.Event | None,
+    hooks: Hooks,
+) -> Summary:
+    ledger = await anyio.to_thread.run_sync(_prepare, config)
+    manifest = ManifestFile(config.manifest)
     resume = ResumeStats()
     if config.shard is not None:
         inputs = _owned(inputs, config.shard)
     named = Namer(config.name_template).apply(inputs)
-    todo = unsettled(named, previous, retry_failed=config.retry_failed, stats=resume)
+    todo = unsettled(
+        named, ledger, retry_failed=config.retry_failed, stats=resume, verify=config.verify
+    )
     workers = config.download.workers
     results_tx, results_rx = anyio.create_memory_object_stream[JobResult](workers * 4)
     # Unbounded: a final job waits here for a download worker (a few hundred bytes each) rather
@@ -182,13 +227,11 @@ async def _watch(
         headers={"User-Agent": USER_AGENT},
     )
     download_session = storage_session(config.download)
-    manifest = open_manifest(config.manifest)
     tally = Tally()
     written = anyio.Event()
 
     async def write() -> None:
-        durable = config.manifest is not None
-        await write_all(manifest, results_rx, tally, durable=durable, on_written=hooks.on_result)
+        await write_all(manifest, results_rx, tally, on_written=hooks.on_result)
         written.set()
 
     async def report(tracker: _Tracker, show: Callable[[Snapshot], None]) -> None:
@@ -220,8 +263,7 @@ async def _watch(
                 helpers.append(Sweeper(client, list_limiter, poller, config.poll).run)
             await poller.run(todo, stop, tuple(helpers))
     finally:
-        if config.manifest is not None:
-            manifest.close()
+        manifest.close()
     return Summary(tally, poller.stats, resume)
 
 
