@@ -16,7 +16,7 @@ from watcher.errors import DownloadError
 from watcher.watch import storage_session
 
 BODY = bytes(range(256)) * 1000
-POLICY = DownloadPolicy(workers=1, timeout=5, chunk_bytes=4096)
+POLICY = DownloadPolicy(workers=1, speed_time=5, chunk_bytes=4096)
 
 
 async def _full(request: web.Request) -> web.Response:
