@@ -53,7 +53,7 @@ def test_error_pages_are_not_audio(tmp_path: Path, suffix: str, body: bytes) -> 
     """XML and HTML error pages, empty and truncated files fail with a reason."""
     path = tmp_path / f"x{suffix}"
     path.write_bytes(body)
-    with pytest.raises(ValueError, match="not a|claims"):
+    with pytest.raises(ValueError, match=r"not a|claims"):
         audio_seconds(path, suffix)
 
 

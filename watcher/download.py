@@ -125,7 +125,7 @@ def _refusal(status: int, body: bytes) -> str:
     found = [
         clip(m.group(1), 120)
         for tag in ("Code", "Message")
-        if (m := re.search(f"<{tag}>([^<]*)</{tag}>", text))
+        if (m := re.search(f"<{tag}>([^<]*)", text))  # the first 2000 bytes may cut it
     ]
     return f"HTTP {status}" + (f" {': '.join(found)}" if found else "")
 
