@@ -21,6 +21,7 @@ import aiohttp
 import anyio
 import pytest
 import structlog
+from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
 from hostile_storage import (
     HostileStorage,
     endless,
@@ -34,6 +35,7 @@ from hostile_storage import (
     throttle,
 )
 
+from watcher import cli
 from watcher.api import JobStatus
 from watcher.config import DownloadPolicy
 from watcher.download import Finished, JobDownload, download_worker, fetch_file
@@ -486,3 +488,27 @@ async def test_download_events_are_logged_with_job_file_and_reason(
     assert "NoSuchKey" in not_saved["reason"]
     [saved] = [e for e in logs if e["event"] == "job saved"]
     assert saved["log_level"] == "debug" and saved["job_id"] == "j1"
+
+
+def test_a_storage_outage_past_its_timeout_exits_3(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OutageError from the run is exit 3 with its message, no traceback."""
+
+    async def down(*args: Any, **kwargs: Any) -> None:
+        raise OutageError("storage", 0.0, "storage has been unreachable since 00:00 UTC")
+
+    monkeypatch.setattr(cli, "watch", down)
+    for name, value in (
+        ("HUAWEICLOUD_SDK_AK", TEST_AK),
+        ("HUAWEICLOUD_SDK_SK", TEST_SK),
+        ("HUAWEICLOUD_SDK_PROJECT_ID", TEST_PROJECT_ID),
+        ("HOME", str(tmp_path)),
+    ):
+        monkeypatch.setenv(name, value)
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("job-1\n")
+    code = cli.main(["run", str(jobs), "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "storage has been unreachable" in err and "Traceback" not in err

@@ -24,7 +24,14 @@ import structlog
 from watcher import __version__, logs, merge, report, submit
 from watcher.auth import AkSk
 from watcher.config import DownloadPolicy, PollPolicy, RunConfig
-from watcher.errors import AuthError, ConfigError, WatcherError, first_watcher_error
+from watcher.errors import (
+    AuthError,
+    ConfigError,
+    Exit,
+    OutageError,
+    WatcherError,
+    first_watcher_error,
+)
 from watcher.inputs import read_inputs
 from watcher.naming import check_template
 from watcher.options import add_api_arguments, api_config, positive
@@ -334,6 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except OutageError as exc:
+        print(f"watcher: stopped: {exc}", file=sys.stderr)
+        return Exit.OUTAGE
     except WatcherError as exc:
         print(f"watcher: error: {exc}", file=sys.stderr)
         return 2

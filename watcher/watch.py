@@ -121,6 +121,7 @@ class _Tracker:
             throttled=stats.throttled,
             input_done=input_done,
             eta_s=eta,
+            outage=self._download.storage.describe(),
         )
 
 
