@@ -13,8 +13,9 @@ from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
 
 from watcher.cli import build_config, build_parser
 from watcher.config import DownloadPolicy
-from watcher.download import LowSpeed, Unanswered, clip, fetch_file, file_name, retry_after
+from watcher.download import file_name
 from watcher.errors import DownloadError
+from watcher.transfer import LowSpeed, Unanswered, clip, fetch_file, retry_after
 from watcher.watch import storage_session
 
 BODY = bytes(range(256)) * 1000

@@ -38,13 +38,14 @@ from hostile_storage import (
 from watcher import cli
 from watcher.api import JobStatus
 from watcher.config import DownloadPolicy
-from watcher.download import Finished, JobDownload, download_worker, fetch_file
+from watcher.download import Finished, JobDownload, download_worker
 from watcher.errors import ApiError, DownloadError, OutageError
 from watcher.inputs import Job
 from watcher.manifest import JobResult
 from watcher.outage import Outage
 from watcher.retry import RetryPolicy
 from watcher.schedule import Watched
+from watcher.transfer import fetch_file
 from watcher.watch import storage_session
 
 BODY = bytes(range(256)) * 1200  # 307,200 bytes: streamed in 4 KiB chunks
