@@ -228,6 +228,9 @@ async def fetch_file(
     if URL(url).scheme not in ("http", "https"):
         raise DownloadError(f"refusing a link that is not http(s): scheme {URL(url).scheme!r}")
     part = target.with_name(target.name + PART_SUFFIX)
+    if resume is not None and resume.part not in (None, part):  # a fresh link, another name
+        await discard(resume.part)
+        resume.clear()
     try:
         if resume is not None and resume.offset(part):
             if await _size_on_disk(part) == resume.offset(part):
