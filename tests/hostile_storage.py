@@ -144,11 +144,17 @@ _RANGE = re.compile(r"bytes=(\d+)-")
 
 
 def ranged(
-    body: bytes, etag: str, *, cut_at: int | None = None, ignore_range: bool = False
+    body: bytes,
+    etag: str,
+    *,
+    cut_at: int | None = None,
+    ignore_range: bool = False,
+    wrong_range: bool = False,
 ) -> Behaviour:
     """An object with an ETag that honours `Range: bytes=N-` + `If-Match` as OBS does (206 with
     Content-Range; 412 when If-Match names another ETag), or ignores Range (`ignore_range`: 200
-    with the whole object). `cut_at`: close after that many bytes of the object."""
+    with the whole object), or answers a range with the whole object as a 206 (`wrong_range`:
+    Content-Range from byte 0). `cut_at`: close after that many bytes of the object."""
 
     async def behave(req: Request, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         match = req.headers.get("if-match")
@@ -159,9 +165,12 @@ def ranged(
             await w.drain()
             return
         start = int(found[1]) if found and not ignore_range else 0
-        if start:
+        partial = bool(start)
+        if wrong_range and partial:
+            start = 0
+        if partial:
             headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
-        w.write(head(206 if start else 200, headers, len(body) - start))
+        w.write(head(206 if partial else 200, headers, len(body) - start))
         end = len(body) if cut_at is None else max(cut_at, start)
         w.write(body[start:end])
         await w.drain()

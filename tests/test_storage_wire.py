@@ -154,11 +154,11 @@ async def test_a_slow_transfer_that_keeps_moving_runs_to_its_end(
     storage: HostileStorage, tmp_path: Path
 ) -> None:
     """A transfer lasting several --speed-time windows, above --speed-limit, is saved whole."""
-    body = BODY[:65536]
-    url = storage.route("/a.bin", paced(body, 4096, 0.05))  # 16 chunks over 0.8 s
+    body = BODY[: 32 * 4096]
+    url = storage.route("/a.bin", paced(body, 4096, 0.04))  # 32 chunks over 1.3 s, 100 KB/s
     async with storage_session(policy()) as session:
         with anyio.fail_after(10):
-            saved = await fetch_file(session, url, tmp_path / "a.bin", policy(speed_time=0.2))
+            saved = await fetch_file(session, url, tmp_path / "a.bin", policy(speed_time=0.4))
     assert (tmp_path / "a.bin").read_bytes() == body and saved.bytes == len(body)
 
 
@@ -366,6 +366,24 @@ async def test_a_server_that_ignores_range_gives_the_whole_file(
     async with storage_session(policy()) as session:
         saved = await _save(downloader(session, tmp_path, Clock()), "j1", info=url)
     assert "range" in storage.seen[1].headers
+    assert (tmp_path / "j1.info.json").read_bytes() == BODY
+    assert saved["info"].sha256 == hashlib.sha256(BODY).hexdigest()
+
+
+@pytest.mark.anyio
+async def test_a_206_from_the_wrong_offset_is_not_appended(
+    storage: HostileStorage, tmp_path: Path
+) -> None:
+    """A 206 whose Content-Range does not start where asked: a full GET follows instead."""
+    url = storage.route(
+        "/a.bin",
+        ranged(BODY, '"v1"', cut_at=100_000),
+        ranged(BODY, '"v1"', wrong_range=True),
+        ranged(BODY, '"v1"'),
+    )
+    async with storage_session(policy()) as session:
+        saved = await _save(downloader(session, tmp_path, Clock()), "j1", info=url)
+    assert [("range" in r.headers) for r in storage.seen] == [False, True, False]
     assert (tmp_path / "j1.info.json").read_bytes() == BODY
     assert saved["info"].sha256 == hashlib.sha256(BODY).hexdigest()
 
