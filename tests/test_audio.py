@@ -108,3 +108,12 @@ def test_an_mp3_whose_frames_stop_before_the_end_is_refused(tmp_path: Path) -> N
     path = _mp3(tmp_path / "a.mp3", 40, junk=b"<html>502 Bad Gateway</html>" * 10)
     with pytest.raises(ValueError, match="frames stop at byte"):
         mp3_seconds(path)
+
+
+def test_a_streamed_wav_is_timed_by_the_data_on_disk(tmp_path: Path) -> None:
+    """RIFF and data sizes of 0xFFFFFFFF (unknown when the header was written): the bytes count."""
+    path = _wav(tmp_path / "a.wav", 1.0)
+    data = bytearray(path.read_bytes())
+    data[4:8] = data[40:44] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data[: 44 + 16000]))
+    assert wav_seconds(path) == pytest.approx(0.5)

@@ -1,8 +1,9 @@
 """Is a downloaded audio file what it claims to be, all of it? A WAV must have a RIFF/WAVE header
 whose sizes agree with the file (the RIFF size with the file's, the `data` chunk within it) and a
-`fmt ` chunk before `data`; an MP3 must be MPEG audio frames in a row (after an ID3 tag, if any)
-that run to the end of the file, or to a trailing tag. An HTML or XML error page saved under an
-audio name fails both, and so does a file cut short. Gives the duration of the audio on disk.
+`fmt ` chunk before `data` (a streamed WAV, whose sizes say "unknown", is timed by the data on
+disk); an MP3 must be MPEG audio frames in a row (after an ID3 tag, if any) that run to the end
+of the file, or to a trailing tag. An HTML or XML error page saved under an audio name fails
+both, and so does a file cut short. Gives the duration of the audio on disk.
 
 Pure functions over a file path; they read only what they need (a WAV's header, an MP3's frames).
 """
@@ -13,6 +14,7 @@ import os
 from pathlib import Path
 
 MIN_MP3_FRAMES = 3
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # what a streaming WAV writer puts before the length is known
 _MP3_TRAILERS = (b"TAG", b"APETAGEX", b"LYRICSBEGIN", b"ID3")  # tags that may follow the frames
 _MP3_BITRATES = {  # kbit/s by (MPEG-1?, bitrate index), Layer III
     True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
@@ -35,9 +37,10 @@ def wav_seconds(path: Path) -> float:
         head = f.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
             raise ValueError(f"not a WAV file: {_describe(head)}")
-        claimed = int.from_bytes(head[4:8], "little") + 8
-        if claimed not in (size, size - 1):  # a writer may leave out the last pad byte
-            raise ValueError(f"WAV header claims {claimed} bytes, the file has {size}")
+        riff = int.from_bytes(head[4:8], "little")
+        streamed = riff in _UNKNOWN_SIZES  # written before its length was known
+        if not streamed and riff + 8 not in (size, size - 1):  # the last pad byte may be left out
+            raise ValueError(f"WAV header claims {riff + 8} bytes, the file has {size}")
         byte_rate = 0
         while chunk := f.read(8):
             if len(chunk) < 8:
@@ -52,6 +55,8 @@ def wav_seconds(path: Path) -> float:
                 if not byte_rate:
                     raise ValueError("not a WAV file: data comes before a usable fmt chunk")
                 held = size - f.tell()
+                if streamed and length in _UNKNOWN_SIZES:
+                    length = held  # no claim to check: the data is what is on disk
                 if length > held:
                     raise ValueError(f"WAV data chunk claims {length} bytes, the file holds {held}")
                 return float(length) / byte_rate
