@@ -150,11 +150,13 @@ def ranged(
     cut_at: int | None = None,
     ignore_range: bool = False,
     wrong_range: bool = False,
+    wrong_total: bool = False,
 ) -> Behaviour:
     """An object with an ETag that honours `Range: bytes=N-` + `If-Match` as OBS does (206 with
     Content-Range; 412 when If-Match names another ETag), or ignores Range (`ignore_range`: 200
     with the whole object), or answers a range with the whole object as a 206 (`wrong_range`:
-    Content-Range from byte 0). `cut_at`: close after that many bytes of the object."""
+    Content-Range from byte 0), or names another total in its Content-Range (`wrong_total`).
+    `cut_at`: close after that many bytes of the object."""
 
     async def behave(req: Request, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         match = req.headers.get("if-match")
@@ -169,7 +171,8 @@ def ranged(
         if wrong_range and partial:
             start = 0
         if partial:
-            headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
+            total = len(body) + 1000 if wrong_total else len(body)
+            headers["Content-Range"] = f"bytes {start}-{total - 1}/{total}"
         w.write(head(206 if partial else 200, headers, len(body) - start))
         end = len(body) if cut_at is None else max(cut_at, start)
         w.write(body[start:end])

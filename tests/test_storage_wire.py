@@ -371,14 +371,16 @@ async def test_a_server_that_ignores_range_gives_the_whole_file(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("wrong", ["wrong_range", "wrong_total"])
 async def test_a_206_from_the_wrong_offset_is_not_appended(
-    storage: HostileStorage, tmp_path: Path
+    storage: HostileStorage, tmp_path: Path, wrong: str
 ) -> None:
-    """A 206 whose Content-Range does not start where asked: a full GET follows instead."""
+    """A 206 whose Content-Range does not start where asked, or names another total: a full
+    GET follows instead."""
     url = storage.route(
         "/a.bin",
         ranged(BODY, '"v1"', cut_at=100_000),
-        ranged(BODY, '"v1"', wrong_range=True),
+        ranged(BODY, '"v1"', **{wrong: True}),
         ranged(BODY, '"v1"'),
     )
     async with storage_session(policy()) as session:

@@ -288,7 +288,7 @@ async def _get(
     keep: tuple[str, int] | None = None  # (ETag, total): on a transient failure, resume later
     try:
         async with session.get(url, headers=headers, timeout=timeout) as resp:
-            answer = await _check_answer(resp, offset, policy)
+            answer = await _check_answer(resp, offset, resume.total if resume else 0, policy)
             if answer is None:
                 return None
             start, total = answer
@@ -338,10 +338,11 @@ async def _get(
 
 
 async def _check_answer(
-    resp: aiohttp.ClientResponse, offset: int, policy: DownloadPolicy
+    resp: aiohttp.ClientResponse, offset: int, known: int, policy: DownloadPolicy
 ) -> tuple[int, int] | None:
     """(where the body starts in the object, the object's size or 0 if unknown) when `resp` is
-    a body to save; None when a ranged GET must become a full one; DownloadError otherwise."""
+    a body to save; None when a ranged GET (from `offset` of an object of `known` bytes) must
+    become a full one; DownloadError otherwise."""
     if offset and resp.status in (412, 416):  # the object changed (If-Match), or shrank
         return None
     if resp.status not in (200, 206) or (resp.status == 206 and not offset):
@@ -359,7 +360,7 @@ async def _check_answer(
         if found is None or int(found[1]) != offset or int(found[2]) + 1 != int(found[3]):
             return None
         start, total = offset, int(found[3])
-        if length is not None and length != total - offset:
+        if total != known or (length is not None and length != total - offset):
             return None
     cap = policy.max_file_bytes
     if cap is not None and total > cap:
