@@ -105,6 +105,16 @@ async def test_expired_link_says_so(server: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_an_unusable_link_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    """A link aiohttp cannot parse is an error whose message leaves its signature out."""
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(DownloadError) as caught:
+            await fetch_file(session, "http://[::1/x?Signature=SECRET", tmp_path / "u.wav", POLICY)
+    assert "SECRET" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
 async def test_only_http_links_are_fetched(tmp_path: Path) -> None:
     """A file:// link is refused before any I/O."""
     async with aiohttp.ClientSession() as session:

@@ -334,6 +334,16 @@ async def test_a_huge_error_from_fresh_links_makes_a_short_manifest_message(
     assert "MSS.00000001" in result.error.message
 
 
+@pytest.mark.anyio
+async def test_an_unparseable_link_is_the_jobs_error_not_a_crash(tmp_path: Path) -> None:
+    """A link the URL parser refuses: DownloadError for that file, its text not quoted."""
+    async with storage_session(policy()) as session:
+        download = downloader(session, tmp_path, Clock())
+        with pytest.raises(DownloadError, match="not a usable URL") as caught:
+            await _save(download, "j1", audio="http://[::1/x.wav?Signature=SECRET")
+    assert "SECRET" not in str(caught.value)
+
+
 # --- resuming -----------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -61,16 +62,20 @@ def file_name(stem: str, kind: str, url: str) -> str:
     """The file name for one kind of result: `<stem>.wav` (or `.mp3`), `.srt`, `.info.json`..."""
     suffix = SUFFIXES.get(kind, f".{kind}")
     if kind == "audio":
-        url_suffix = PurePosixPath(URL(url).path).suffix.lower()
-        if url_suffix in AUDIO_SUFFIXES:
-            suffix = url_suffix
+        with suppress(ValueError):  # an unusable link: fetch_file says so
+            url_suffix = PurePosixPath(URL(url).path).suffix.lower()
+            if url_suffix in AUDIO_SUFFIXES:
+                suffix = url_suffix
     return f"{stem}{suffix}"
 
 
 def link_expiry(url: str, obtained: float, ttl: float) -> float:
     """When a link stops working (epoch seconds): its `Expires` parameter, else `obtained + ttl`."""
-    expires = URL(url).query.get("Expires", "")
-    return float(expires) if expires.isdigit() else obtained + ttl
+    try:
+        expires = URL(url).query.get("Expires", "")
+    except ValueError:  # an unusable link: fetch_file says so
+        expires = ""
+    return float(expires) if expires.isascii() and expires.isdigit() else obtained + ttl
 
 
 async def _fresh_links(refresh: Refresh, job_id: str) -> dict[str, str]:

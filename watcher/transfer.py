@@ -197,6 +197,8 @@ def _translate(exc: BaseException, policy: DownloadPolicy) -> DownloadError:
     redirect = aiohttp.NonHttpUrlRedirectClientError | aiohttp.InvalidUrlRedirectClientError
     if isinstance(exc, redirect):
         return DownloadError(f"redirected to a link that is not http(s): {clip(str(exc), 80)}")
+    if isinstance(exc, aiohttp.InvalidURL):  # its text is the link, signature and all
+        return DownloadError("the link is not a usable URL")
     if isinstance(exc, aiohttp.TooManyRedirects):
         return DownloadError(f"too many redirects ({len(exc.history)}): a redirect loop?")
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -225,8 +227,12 @@ async def fetch_file(
     try with the same `resume` goes on from where it stopped. Messages start with the file name
     and are at most MAX_MESSAGE characters.
     """
-    if URL(url).scheme not in ("http", "https"):
-        raise DownloadError(f"refusing a link that is not http(s): scheme {URL(url).scheme!r}")
+    try:
+        scheme = URL(url).scheme
+    except ValueError as exc:  # its text would be the link, signature and all
+        raise DownloadError(f"{target.name}: the link is not a usable URL") from exc
+    if scheme not in ("http", "https"):
+        raise DownloadError(f"refusing a link that is not http(s): scheme {scheme!r}")
     part = target.with_name(target.name + PART_SUFFIX)
     if resume is not None and resume.part not in (None, part):  # a fresh link, another name
         await discard(resume.part)
