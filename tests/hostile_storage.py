@@ -83,6 +83,15 @@ def stall_after_headers(length: int = 100_000) -> Behaviour:
     return behave
 
 
+def silent() -> Behaviour:
+    """Accept the request and never answer, holding the connection."""
+
+    async def behave(req: Request, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await _hold(reader)
+
+    return behave
+
+
 def paced(body: bytes, chunk: int, interval: float, *, cut_at: int | None = None) -> Behaviour:
     """Send `body` (full Content-Length) `chunk` bytes every `interval` seconds: a drip with a
     small chunk, a slow but healthy transfer with a large one. `cut_at`: close after that many."""

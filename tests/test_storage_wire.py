@@ -31,6 +31,7 @@ from hostile_storage import (
     redirect,
     reset,
     serve,
+    silent,
     stall_after_headers,
     throttle,
 )
@@ -136,6 +137,18 @@ async def test_a_connection_that_stalls_after_its_headers_is_abandoned(
             await fetch_file(session, url, tmp_path / "a.wav", policy())
     assert caught.value.transient and "no data for 0.3 s" in str(caught.value)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_a_server_that_never_answers_is_abandoned(
+    storage: HostileStorage, tmp_path: Path
+) -> None:
+    """A request met with silence (no status line) is given up after about --speed-time."""
+    url = storage.route("/a.wav", silent())
+    async with storage_session(policy()) as session:
+        with anyio.fail_after(5), pytest.raises(DownloadError) as caught:
+            await fetch_file(session, url, tmp_path / "a.wav", policy())
+    assert caught.value.transient and "no data for 0.3 s" in str(caught.value)
 
 
 @pytest.mark.anyio
