@@ -22,6 +22,7 @@ import anyio
 import pytest
 import structlog
 from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
+from helpers import FAST_DOWNLOADS, make_jobs, read_manifest, run_config, run_jobs
 from hostile_storage import (
     HostileStorage,
     endless,
@@ -46,6 +47,7 @@ from watcher.manifest import JobResult
 from watcher.outage import Outage
 from watcher.retry import RetryPolicy
 from watcher.schedule import Watched
+from watcher.sim.faults import FaultPlan
 from watcher.transfer import fetch_file
 from watcher.watch import storage_session
 
@@ -556,3 +558,17 @@ def test_a_storage_outage_past_its_timeout_exits_3(
     assert code == 3
     err = capsys.readouterr().err
     assert "storage has been unreachable" in err and "Traceback" not in err
+
+
+@pytest.mark.anyio
+async def test_a_run_whose_storage_never_answers_stops_with_an_outage(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """Every download cut short: the run raises OutageError (no ERROR line per job) once storage
+    has been down for its `outage_timeout`, and writes no line for the unsaved jobs."""
+    jobs = make_jobs(6)
+    sim = sim_factory(jobs, faults=FaultPlan(short_download=1.0))
+    download = replace(FAST_DOWNLOADS, outage_timeout=0.3)
+    with anyio.fail_after(20), pytest.raises(OutageError, match="storage"):
+        await run_jobs(run_config(sim.url, tmp_path, download=download), *jobs)
+    assert [line for line in read_manifest(tmp_path) if line["status"] == "ERROR"] == []
