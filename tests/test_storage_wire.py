@@ -22,7 +22,7 @@ import anyio
 import pytest
 import structlog
 from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
-from helpers import FAST_DOWNLOADS, make_jobs, read_manifest, run_config, run_jobs
+from helpers import FAST_DOWNLOADS, make_jobs, read_manifest, run_config
 from hostile_storage import (
     HostileStorage,
     endless,
@@ -45,11 +45,12 @@ from watcher.errors import ApiError, DownloadError, OutageError
 from watcher.inputs import Job
 from watcher.manifest import JobResult
 from watcher.outage import Outage
+from watcher.progress import Snapshot
 from watcher.retry import RetryPolicy
 from watcher.schedule import Watched
 from watcher.sim.faults import FaultPlan
 from watcher.transfer import fetch_file
-from watcher.watch import storage_session
+from watcher.watch import Hooks, storage_session, watch
 
 BODY = bytes(range(256)) * 1200  # 307,200 bytes: streamed in 4 KiB chunks
 
@@ -564,11 +565,20 @@ def test_a_storage_outage_past_its_timeout_exits_3(
 async def test_a_run_whose_storage_never_answers_stops_with_an_outage(
     sim_factory: Any, tmp_path: Path
 ) -> None:
-    """Every download cut short: the run raises OutageError (no ERROR line per job) once storage
-    has been down for its `outage_timeout`, and writes no line for the unsaved jobs."""
+    """Every download cut short: the progress shows storage down, then the run raises
+    OutageError (no ERROR line per job) once storage has been down for its `outage_timeout`."""
     jobs = make_jobs(6)
     sim = sim_factory(jobs, faults=FaultPlan(short_download=1.0))
-    download = replace(FAST_DOWNLOADS, outage_timeout=0.3)
+    config = run_config(sim.url, tmp_path, download=replace(FAST_DOWNLOADS, outage_timeout=0.5))
+    snapshots: list[Snapshot] = []
+    hooks = Hooks(on_progress=snapshots.append, progress_interval=0.05)
+
+    async def items() -> AsyncIterator[Job]:
+        for job in jobs:
+            yield job
+
     with anyio.fail_after(20), pytest.raises(OutageError, match="storage"):
-        await run_jobs(run_config(sim.url, tmp_path, download=download), *jobs)
+        await watch(config, items(), hooks=hooks)
     assert [line for line in read_manifest(tmp_path) if line["status"] == "ERROR"] == []
+    shown = [s.outage for s in snapshots if s.outage]
+    assert shown and shown[0].startswith("storage unreachable since")
