@@ -401,8 +401,7 @@ async def test_a_server_that_ignores_range_gives_the_whole_file(
 async def test_a_206_from_the_wrong_offset_is_not_appended(
     storage: HostileStorage, tmp_path: Path, wrong: str
 ) -> None:
-    """A 206 whose Content-Range does not start where asked, or names another total: a full
-    GET follows instead."""
+    """A 206 from another offset, or naming another total, is not appended: a full GET follows."""
     url = storage.route(
         "/a.bin",
         ranged(BODY, '"v1"', cut_at=100_000),
@@ -458,8 +457,7 @@ async def test_a_read_only_disk_is_the_files_error_and_cleanup_never_raises(
 async def test_a_storage_outage_pauses_downloads_instead_of_failing_them(
     storage: HostileStorage, tmp_path: Path
 ) -> None:
-    """Every file reset 7 times (more than its 5 tries): storage is down, the tries lost to it
-    are not charged, and once it answers every file is saved."""
+    """Files reset 7 times each (over their 5 tries) are all saved: the outage is not charged."""
     urls = [storage.route(f"/{n}.bin", *[reset()] * 7, serve(BODY)) for n in "abc"]
     clock = Clock()
     saved: dict[str, int] = {}
@@ -565,8 +563,7 @@ def test_a_storage_outage_past_its_timeout_exits_3(
 async def test_a_run_whose_storage_never_answers_stops_with_an_outage(
     sim_factory: Any, tmp_path: Path
 ) -> None:
-    """Every download cut short: the progress shows storage down, then the run raises
-    OutageError (no ERROR line per job) once storage has been down for its `outage_timeout`."""
+    """Downloads all cut short: progress shows storage down, then OutageError, no ERROR lines."""
     jobs = make_jobs(6)
     sim = sim_factory(jobs, faults=FaultPlan(short_download=1.0))
     config = run_config(sim.url, tmp_path, download=replace(FAST_DOWNLOADS, outage_timeout=0.5))
