@@ -591,7 +591,8 @@ def read_logs(paths: Sequence[Path]) -> list[dict[str, JobLog]]:
                 jobs.setdefault(job_id, JobLog()).poll_retries += 1
             elif name == DOWNLOAD_RETRY_EVENT:
                 seen = jobs.setdefault(job_id, JobLog())
-                file = str(event.get("error", "")).split(":", 1)[0]
+                reason = event.get("reason", event.get("error", ""))  # `error` before 0.2
+                file = str(reason).split(":", 1)[0]
                 if file == FRESH_LINKS:  # a failed refresh is a try of the file being fetched
                     file = seen.last_file or file
                 seen.last_file = file

@@ -9,14 +9,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
 
+from watcher.cli import build_config, build_parser
 from watcher.config import DownloadPolicy
-from watcher.download import fetch_file, file_name
+from watcher.download import file_name
 from watcher.errors import DownloadError
+from watcher.transfer import LowSpeed, Unanswered, clip, fetch_file, retry_after
 from watcher.watch import storage_session
 
 BODY = bytes(range(256)) * 1000
-POLICY = DownloadPolicy(workers=1, timeout=5, chunk_bytes=4096)
+POLICY = DownloadPolicy(workers=1, speed_time=5, chunk_bytes=4096)
 
 
 async def _full(request: web.Request) -> web.Response:
@@ -102,6 +105,16 @@ async def test_expired_link_says_so(server: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_an_unusable_link_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    """A link aiohttp cannot parse is an error whose message leaves its signature out."""
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(DownloadError) as caught:
+            await fetch_file(session, "http://[::1/x?Signature=SECRET", tmp_path / "u.wav", POLICY)
+    assert "SECRET" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
 async def test_only_http_links_are_fetched(tmp_path: Path) -> None:
     """A file:// link is refused before any I/O."""
     async with aiohttp.ClientSession() as session:
@@ -126,3 +139,98 @@ async def test_redirects_are_followed_without_credentials(server: str, tmp_path:
     assert saved.bytes == len(BODY) and len(SEEN) == 2
     forbidden = {"authorization", "x-auth-token", "x-security-token", "x-sdk-date", "x-project-id"}
     assert all(not forbidden & {h.lower() for h in headers} for headers in SEEN)
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_slow_but_moving_transfer_passes_the_speed_check() -> None:
+    """40 MB at 120 KB/s (333 s, past the old 300 s total timeout) is never abandoned."""
+    clock = FakeClock()
+    speed = LowSpeed(1024, 30.0, clock)
+    chunk = 64 * 1024
+    for _ in range(40_000_000 // chunk):
+        clock.now += chunk / 120_000
+        speed.received(chunk)
+    assert clock.now > 300
+
+
+def test_a_drip_fails_the_speed_check_within_the_speed_time() -> None:
+    """A byte a second is abandoned at the first chunk after 30 s."""
+    clock = FakeClock()
+    speed = LowSpeed(1024, 30.0, clock)
+
+    def drip() -> None:
+        for _ in range(100):
+            clock.now += 1.0
+            speed.received(1)
+
+    with pytest.raises(Unanswered, match="too slow"):
+        drip()
+    assert 30.0 <= clock.now <= 31.0
+
+
+def test_a_burst_after_a_slow_window_is_judged_window_by_window() -> None:
+    """Each window stands alone: a fast first window does not excuse a dead second one."""
+    clock = FakeClock()
+    speed = LowSpeed(1024, 10.0, clock)
+    clock.now = 10.0
+    speed.received(1_000_000)  # a fast first window
+    clock.now = 20.0
+    with pytest.raises(Unanswered):
+        speed.received(10)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("7", 7.0),
+        ("0", 0.0),
+        ("3600", 60.0),
+        ("9" * 400, 60.0),
+        ("Wed, 21 Oct 2015 07:28:20 GMT", 20.0),  # `now` is 07:28:00
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # in the past
+        ("²", None),
+        ("-5", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_seconds_or_an_http_date_capped(
+    header: str | None, expected: float | None
+) -> None:
+    """Retry-After as ASCII digits or an HTTP-date, capped at 60 s; anything else is ignored."""
+    assert retry_after(header, 1445412480.0) == expected
+
+
+def test_messages_are_clipped_to_one_short_line() -> None:
+    """A long, multi-line message becomes one line of at most 300 characters."""
+    text = clip("a\nb  " + "x" * 100_000)
+    assert len(text) == 300 and text.startswith("a b x") and "\n" not in text
+
+
+def _config(tmp_path: Path, *flags: str) -> DownloadPolicy:
+    args = build_parser().parse_args(["run", *flags])
+    env = {
+        "HUAWEICLOUD_SDK_AK": TEST_AK,
+        "HUAWEICLOUD_SDK_SK": TEST_SK,
+        "HUAWEICLOUD_SDK_PROJECT_ID": TEST_PROJECT_ID,
+    }
+    return build_config(args, env, tmp_path).download
+
+
+def test_download_flags_reach_the_policy(tmp_path: Path) -> None:
+    """--speed-limit, --speed-time and --max-file-bytes (0: no cap; default 4 GiB) are used."""
+    default = _config(tmp_path)
+    assert (default.speed_limit, default.speed_time) == (1024, 30.0)
+    assert default.max_file_bytes == 4 * 1024**3
+    given = _config(tmp_path, "--speed-limit", "0", "--speed-time", "0.5", "--max-file-bytes", "0")
+    assert (given.speed_limit, given.speed_time, given.max_file_bytes) == (0, 0.5, None)

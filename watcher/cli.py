@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,14 @@ import structlog
 from watcher import __version__, logs, merge, report, submit
 from watcher.auth import AkSk
 from watcher.config import DownloadPolicy, PollPolicy, RunConfig
-from watcher.errors import AuthError, ConfigError, Exit, WatcherError, first_watcher_error
+from watcher.errors import (
+    AuthError,
+    ConfigError,
+    Exit,
+    OutageError,
+    WatcherError,
+    first_watcher_error,
+)
 from watcher.inputs import read_inputs
 from watcher.naming import check_template
 from watcher.options import add_api_arguments, api_config, positive
@@ -44,6 +51,22 @@ def _kinds(text: str) -> frozenset[str]:
     if not kinds or not kinds <= set(FILE_KINDS):
         raise argparse.ArgumentTypeError(f"expected some of {','.join(FILE_KINDS)}, not {text!r}")
     return kinds
+
+
+def _at_least_zero(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: `kind(text)`, refused when negative."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def add_run_arguments(run: argparse.ArgumentParser) -> None:
@@ -90,7 +113,24 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         action="store_true",
         help="on a rerun, check the sha256 of every saved file, not only its size and mtime",
     )
-    run.add_argument("--max-file-bytes", type=positive(int), help="refuse larger downloads")
+    run.add_argument(
+        "--max-file-bytes",
+        type=_at_least_zero(int),
+        default=DownloadPolicy().max_file_bytes,
+        help="refuse larger downloads, with or without a Content-Length (4 GiB); 0: no cap",
+    )
+    run.add_argument(
+        "--speed-limit",
+        type=_at_least_zero(float),
+        default=DownloadPolicy().speed_limit,
+        help="bytes a second under which, for --speed-time, a download try is abandoned (1024)",
+    )
+    run.add_argument(
+        "--speed-time",
+        type=positive(float),
+        default=DownloadPolicy().speed_time,
+        help="seconds a download may stay under --speed-limit (or get nothing) (30)",
+    )
     run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     run.add_argument(
         "--grace",
@@ -164,7 +204,9 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | 
         download=DownloadPolicy(
             workers=int(args.download_workers),
             retry=replace(DownloadPolicy().retry, attempts=attempts),
-            max_file_bytes=None if args.max_file_bytes is None else int(args.max_file_bytes),
+            max_file_bytes=int(args.max_file_bytes) or None,  # 0: no cap
+            speed_limit=float(args.speed_limit),
+            speed_time=float(args.speed_time),
             verify_tls=not args.insecure,
             kinds=args.files,
         ),
@@ -323,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except OutageError as exc:
+        print(f"watcher: stopped: {exc}", file=sys.stderr)
+        return Exit.OUTAGE
     except WatcherError as exc:
         print(f"watcher: error: {exc}", file=sys.stderr)
         return 2

@@ -59,26 +59,37 @@ class PollPolicy:
     headroom: float = HEADROOM
 
 
+GIB = 1024**3
+
+
 @dataclass(frozen=True, slots=True)
 class DownloadPolicy:
     """How results are fetched: `workers` jobs at a time, each file streamed to disk.
 
-    `retry`: tries per file for transient failures (resets, short bodies, 5xx, timeouts).
-    `link_margin`: a link that expires within this many seconds is refreshed before use (links
-    last one hour; the expiry is read from the link's `Expires`, else assumed one hour).
-    `max_file_bytes`: a larger file is refused (None: no cap). `verify_tls`: off only with
-    `--insecure`. `kinds`: which files to fetch (audio, srt, info, action); None: every link.
+    `retry`: tries per file for transient failures (resets, short bodies, 5xx, throttling, stalls).
+    `speed_limit`, `speed_time`: as curl's `--speed-limit`/`--speed-time`, an attempt that
+    receives fewer than `speed_limit` bytes a second for `speed_time` seconds is abandoned (and
+    tried again); no total timeout cuts a slow transfer that keeps moving. `connect_timeout`:
+    seconds to open a connection. `link_margin`: a link that expires within this many seconds is
+    refreshed before use (links last one hour; the expiry is read from the link's `Expires`, else
+    assumed one hour). `max_file_bytes`: a larger file is refused, with or without a
+    Content-Length (None: no cap). `verify_tls`: off only with `--insecure`. `kinds`: which files
+    to fetch (audio, srt, info, action); None: every link. `outage_timeout`: how long storage may
+    answer nobody before the run stops (None: never).
     """
 
     workers: int = 8
-    timeout: float = 300.0
+    speed_limit: float = 1024.0
+    speed_time: float = 30.0
+    connect_timeout: float = 30.0
     chunk_bytes: int = 1024 * 1024
     retry: RetryPolicy = RetryPolicy(attempts=5, base=0.5, cap=30.0)
     link_ttl: float = 3600.0
     link_margin: float = 300.0
-    max_file_bytes: int | None = None
+    max_file_bytes: int | None = 4 * GIB
     verify_tls: bool = True
     kinds: frozenset[str] | None = None
+    outage_timeout: float | None = 900.0
 
 
 @dataclass(frozen=True, slots=True)

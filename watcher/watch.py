@@ -130,6 +130,7 @@ class _Tracker:
             throttled=stats.throttled,
             input_done=input_done,
             eta_s=eta,
+            outage=self._download.storage.describe(),
         )
 
 
@@ -172,10 +173,11 @@ def _prepare(config: RunConfig) -> Ledger:
 
 def storage_session(policy: DownloadPolicy) -> aiohttp.ClientSession:
     """The downloads' own HTTP session: no API credential is ever set on it (nor sent across
-    redirects), bytes are saved as served, TLS verified unless `--insecure`."""
+    redirects), no compression asked for and bytes saved as served, TLS verified unless
+    `--insecure`. Timeouts are per request (`fetch_file`: a low-speed limit, no total)."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=policy.workers * 2, ssl=policy.verify_tls),
-        headers={"User-Agent": USER_AGENT},
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
         auto_decompress=False,  # save the bytes served, so sizes match Content-Length
         read_bufsize=policy.chunk_bytes,  # fewer, larger reads (default: 64 KiB)
     )
