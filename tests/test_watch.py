@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ async def test_every_job_succeeds_with_its_files_saved_and_verified(
             assert hashlib.sha256(data).hexdigest() == saved["sha256"]
         assert (tmp_path / r["files"]["audio"]["path"]).read_bytes()[:4] == b"RIFF"
         assert r["polls"] >= 1 and r["error"] is None and r["first_poll_at"].endswith("Z")
+        # saved_at: when the files were saved, after SUCCEED was seen (finished_at)
+        saved_at, finished_at = r["saved_at"], r["finished_at"]
+        assert datetime.fromisoformat(saved_at) >= datetime.fromisoformat(finished_at)
     assert not list(tmp_path.glob("*.part"))
 
 

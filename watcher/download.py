@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path, PurePosixPath
 
@@ -105,6 +106,9 @@ class JobDownload:
     outage: Outage | None = None
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     storage: Outage = field(init=False)
+    # retries by kind, for the run's summary: "download" (a file tried again), "fresh links"
+    # (links fetched again after storage refused them as expired)
+    retries: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self.storage = self.outage or Outage("storage", timeout=self.policy.outage_timeout)
@@ -142,6 +146,8 @@ class JobDownload:
             try:
                 expiry = link_expiry(links[kind], obtained, self.policy.link_ttl)
                 if stale or expiry - self.wall_clock() < self.policy.link_margin:
+                    if stale:
+                        self.retries["fresh links"] += 1
                     links, obtained = await _fresh_links(self.refresh, job_id), self.wall_clock()
                     stale = False
                 if kind not in links:
@@ -170,6 +176,7 @@ class JobDownload:
                 if attempt >= self.policy.retry.attempts or not (exc.transient or exc.expired):
                     raise
                 stale = stale or exc.expired  # a failed refresh leaves the link refused
+                self.retries["download"] += 1
                 delay = 0.0 if stale else self.policy.retry.delay(attempt, self.rng)
                 if isinstance(exc, Throttled) and exc.retry_after is not None:
                     delay = max(delay, exc.retry_after)
@@ -216,4 +223,8 @@ async def download_worker(
                 log.debug("job saved", job_id=job_id, files=len(files))
             download.finished += 1
             status = "SUCCEED" if missing is None else "ERROR"
-            await results.send(w.result(status, now=now, now_at=now_at, files=files, error=missing))
+            saved_at = datetime.fromtimestamp(download.wall_clock(), UTC)
+            result = w.result(
+                status, now=now, now_at=now_at, files=files, error=missing, saved_at=saved_at
+            )
+            await results.send(result)
