@@ -45,7 +45,7 @@ def test_token_before_keys(tmp_path: Path) -> None:
     token_file.write_text("file-token\n")
     env = {"METASTUDIO_AUTH_TOKEN": "env-token", "CLOUD_SDK_AK": "a", "CLOUD_SDK_SK": "s"}
     assert discover(env, tmp_path, token_file) is not None
-    assert discover(env, tmp_path, token_file).credentials == Token("file-token")  # type: ignore[union-attr]
+    assert discover(env, tmp_path, token_file).credentials == Token("file-token", token_file)  # type: ignore[union-attr]
     assert discover(env, tmp_path).credentials == Token("env-token")  # type: ignore[union-attr]
 
 

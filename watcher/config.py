@@ -44,6 +44,9 @@ class PollPolicy:
     `list_lookback`: how far before its admission a job of unknown creation time may have been
     created, for the first sweeps' window. `headroom`: the share of `rate` actually paced at, so
     arrival jitter does not push a gateway's one-second count over the limit.
+    `max_pause`: the longest any pause may be (a Retry-After of an hour is cut to this).
+    `outage_timeout`: how long the API may stay unreachable for everyone before the run stops
+    (OutageError, exit 3; None: never); `outage_probe`: the first backoff between probes then.
     """
 
     cadence: float = 3.0
@@ -57,6 +60,9 @@ class PollPolicy:
     strategy: str = "auto"
     list_lookback: float = 24 * 3600.0
     headroom: float = HEADROOM
+    max_pause: float = 60.0
+    outage_timeout: float | None = 900.0
+    outage_probe: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
