@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 from helpers import FAST, FAST_DOWNLOADS, make_jobs, read_manifest, run_config, run_jobs
+from hostile_api import dropping_proxy
 
-from watcher.errors import AuthError
+from watcher.errors import AuthError, OutageError
 from watcher.sim.faults import FaultPlan
 
 
@@ -200,3 +202,36 @@ async def test_a_stray_401_while_fetching_fresh_links_is_retried(
     lines = read_manifest(tmp_path)
     assert {r["status"] for r in lines} == {"SUCCEED"}, [r["error"] for r in lines]
     assert sim.sim.faults.counts()["auth-401"] > 0
+
+
+@pytest.mark.anyio
+async def test_an_outage_pauses_the_run_instead_of_failing_jobs(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """A proxy that resets every connection for a while, then forwards: every job SUCCEEDs,
+    none is ERROR TRANSPORT, though the drops outnumber every job's retry budget together."""
+    jobs = make_jobs(6)
+    sim = sim_factory(jobs)
+    poll = replace(FAST, retry=replace(FAST.retry, attempts=2))
+    async with dropping_proxy(sim.url, drop=6 * poll.retry.attempts + 3) as proxy:
+        with anyio.fail_after(20):
+            await run_jobs(run_config(proxy.url, tmp_path, poll), *jobs)
+    lines = read_manifest(tmp_path)
+    assert len(lines) == 6
+    assert {r["status"] for r in lines} == {"SUCCEED"}, [r["error"] for r in lines]
+    assert proxy.forwarded > 0
+
+
+@pytest.mark.anyio
+async def test_an_outage_past_the_timeout_stops_the_run_writing_nothing(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """The API unreachable for longer than --outage-timeout: OutageError, no manifest line."""
+    jobs = make_jobs(4)
+    sim = sim_factory(jobs)
+    poll = replace(FAST, outage_timeout=0.3)
+    async with dropping_proxy(sim.url, drop=None) as proxy:
+        with anyio.fail_after(10), pytest.raises(OutageError, match="unreachable since"):
+            await run_jobs(run_config(proxy.url, tmp_path, poll), *jobs)
+    assert read_manifest(tmp_path) == []
+    assert proxy.dropped >= 3

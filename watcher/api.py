@@ -302,6 +302,11 @@ class MetaStudioClient:
         """Read `--auth-token-file` again if it changed; True when the token is new."""
         return self._token_file is not None and self._token_file.reload()
 
+    def _token_changed(self, used: str) -> bool:
+        """Whether the token file (read again now) holds a token other than `used`."""
+        self.reload_credentials()
+        return self._token_file is not None and self._token_file.token.token != used
+
     def _headers(
         self, method: str, path: str, query: list[tuple[str, str]], body: bytes
     ) -> dict[str, str]:
@@ -372,7 +377,7 @@ class MetaStudioClient:
                     error = _error(response.status, payload, response.headers, self._wall_clock())
                     if isinstance(error, AuthError):
                         error = self._refused(error, response.headers, signed)
-                        if token is not None and self.reload_credentials():
+                        if token is not None and self._token_changed(token):
                             error = RetryableAuth(
                                 error.status,
                                 error.code,

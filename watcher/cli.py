@@ -3,6 +3,7 @@
 0    every job SUCCEEDed and its files are saved
 1    some job ended otherwise (FAILED, ERROR, TIMEOUT, INVALID)
 2    usage, configuration or authentication error
+3    the API stayed unreachable past --outage-timeout
 130  interrupted
 """
 
@@ -24,7 +25,14 @@ import structlog
 from watcher import __version__, logs, merge, report, submit
 from watcher.auth import AkSk
 from watcher.config import DownloadPolicy, PollPolicy, RunConfig
-from watcher.errors import AuthError, ConfigError, WatcherError, first_watcher_error
+from watcher.errors import (
+    AuthError,
+    ConfigError,
+    Exit,
+    OutageError,
+    WatcherError,
+    first_watcher_error,
+)
 from watcher.inputs import read_inputs
 from watcher.naming import check_template
 from watcher.options import add_api_arguments, api_config, positive
@@ -83,6 +91,18 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         "--retry-failed",
         action="store_true",
         help="watch FAILED/ERROR/TIMEOUT jobs of the manifest again",
+    )
+    run.add_argument(
+        "--outage-timeout",
+        type=positive(float),
+        default=900.0,
+        help="seconds the API may be unreachable for every job before the run stops, exit 3 (900)",
+    )
+    run.add_argument(
+        "--max-pause",
+        type=positive(float),
+        default=60.0,
+        help="longest pause a 429's Retry-After may impose, in seconds (60)",
     )
     run.add_argument("--max-file-bytes", type=positive(int), help="refuse larger downloads")
     run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
@@ -150,6 +170,8 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | 
             job_timeout=args.job_timeout,
             retry=replace(PollPolicy().retry, attempts=attempts),
             strategy=args.poll,
+            max_pause=args.max_pause,
+            outage_timeout=args.outage_timeout,
         ),
         download=DownloadPolicy(
             workers=int(args.download_workers),
@@ -299,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except OutageError as exc:
+        print(f"watcher: stopped: {exc}", file=sys.stderr)
+        return Exit.OUTAGE
     except WatcherError as exc:
         print(f"watcher: error: {exc}", file=sys.stderr)
         return 2

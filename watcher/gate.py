@@ -46,6 +46,7 @@ log = structlog.get_logger("watcher.gate")
 T = TypeVar("T")
 LIST_RETRY = 300.0  # seconds after the list call stopped working before it is tried again
 LIST_RETRY_MAX = 3600.0
+EXCUSES = 10  # refusals in a row excused as "fixed since" before they count after all
 
 
 class Deferred(Exception):
@@ -268,10 +269,10 @@ class ApiGate:
         return pause
 
     def _refused(self, exc: AuthError) -> BaseException:
-        """A refusal: what to raise. Excused (fixed since) at most `auth_failures` times in a
-        row, so a server that always seems to have moved its clock still stops the run."""
+        """A refusal: what to raise. Excused (fixed since) at most EXCUSES times in a row, so a
+        server that always seems to have moved its clock still stops the run."""
         self.counts.refused += 1
-        if isinstance(exc, RetryableAuth) and self._excused < self._policy.auth_failures:
+        if isinstance(exc, RetryableAuth) and self._excused < EXCUSES:
             self._excused += 1
             log.warning("credentials refused; asking again at once", reason=exc.message)
             return Deferred(0.0, str(exc))
