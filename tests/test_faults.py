@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,10 @@ from helpers import FAST, FAST_DOWNLOADS, make_jobs, read_manifest, run_config, 
 from hostile_api import dropping_proxy
 
 from watcher.errors import AuthError, OutageError
+from watcher.inputs import Job
+from watcher.progress import Snapshot
 from watcher.sim.faults import FaultPlan
+from watcher.watch import Hooks, watch
 
 
 async def _served_sha256(url: str, job_id: str) -> dict[str, str]:
@@ -22,6 +26,11 @@ async def _served_sha256(url: str, job_id: str) -> dict[str, str]:
     async with aiohttp.ClientSession() as session, session.get(f"{url}/_sim/files/{job_id}") as r:
         doc = await r.json()
     return {kind: f["sha256"] for kind, f in doc["files"].items()}
+
+
+async def _each(jobs: list[Job]) -> AsyncIterator[Job]:
+    for job in jobs:
+        yield job
 
 
 def _assert_files_match_disk(record: dict[str, Any]) -> None:
@@ -212,10 +221,16 @@ async def test_an_outage_pauses_the_run_instead_of_failing_jobs(
     none is ERROR TRANSPORT, though the drops outnumber every job's retry budget together."""
     jobs = make_jobs(6)
     sim = sim_factory(jobs)
-    poll = replace(FAST, retry=replace(FAST.retry, attempts=2))
-    async with dropping_proxy(sim.url, drop=6 * poll.retry.attempts + 3) as proxy:
+    poll = replace(FAST, retry=replace(FAST.retry, attempts=2), outage_probe=0.005)
+    # aiohttp tries a reset request again itself (about 2.5 resets per failure seen): 35 resets
+    # are more than the 6 jobs' 2 tries each can take one by one
+    snapshots: list[Snapshot] = []
+    hooks = Hooks(on_progress=snapshots.append, progress_interval=0.01)
+    async with dropping_proxy(sim.url, drop=35) as proxy:
         with anyio.fail_after(20):
-            await run_jobs(run_config(proxy.url, tmp_path, poll), *jobs)
+            await watch(run_config(proxy.url, tmp_path, poll), _each(jobs), hooks=hooks)
+    assert any(s.outage and "the API unreachable since" in s.outage for s in snapshots)
+    assert snapshots[-1].outage is None
     lines = read_manifest(tmp_path)
     assert len(lines) == 6
     assert {r["status"] for r in lines} == {"SUCCEED"}, [r["error"] for r in lines]

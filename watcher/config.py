@@ -46,7 +46,8 @@ class PollPolicy:
     arrival jitter does not push a gateway's one-second count over the limit.
     `max_pause`: the longest any pause may be (a Retry-After of an hour is cut to this).
     `outage_timeout`: how long the API may stay unreachable for everyone before the run stops
-    (OutageError, exit 3; None: never); `outage_probe`: the first backoff between probes then.
+    (OutageError, exit 3; None: never); `outage_probe`: the first backoff between probes then
+(doubling up to 30 times that).
     """
 
     cadence: float = 3.0

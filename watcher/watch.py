@@ -207,7 +207,7 @@ async def _watch(
                 "the API",
                 timeout=config.poll.outage_timeout,
                 base=config.poll.outage_probe,
-                cap=max(30.0, config.poll.outage_probe),
+                cap=30 * config.poll.outage_probe,  # probes at most every 30 s by default
             )
             gate = ApiGate(client, config.poll, outage)
             poller = Poller(gate, config.poll, finished_tx, results_tx.clone())
