@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -16,6 +17,9 @@ from structlog.testing import capture_logs
 
 from watcher.auth import Token, parse_sdk_date
 from watcher.errors import AuthError
+from watcher.inputs import Job
+from watcher.progress import Snapshot
+from watcher.watch import Hooks, watch
 
 LIST = replace(FAST, strategy="list", cadence=0.05, throttle_pause=0.01)
 
@@ -270,3 +274,66 @@ async def test_a_rotated_token_file_keeps_the_run_going(tmp_path: Path) -> None:
         with anyio.fail_after(10):
             await run_jobs(run_config(api.url, tmp_path / "out", poll, credentials=creds), *jobs)
     assert _statuses(tmp_path / "out") == {("SUCCEED", None)}
+
+
+def _failed_in_the_list(api: HostileApi, jobs: list[Job]) -> ShowScript:
+    def rows(asked: Asked) -> Reply:
+        data = [
+            api.row(j.job_id, job_state="FAILED", fail_msg="the voice asset is unavailable")
+            for j in jobs
+        ]
+        return Reply(body={"count": len(data), "data": data})
+
+    return rows
+
+
+@pytest.mark.anyio
+async def test_a_failed_job_seen_in_the_list_gets_its_real_code(tmp_path: Path) -> None:
+    """FAILED in the list (fail_msg, no code): one single GET gives the line its real code."""
+    jobs = make_jobs(3)
+    async with hostile_api() as api:
+        api.list = _failed_in_the_list(api, jobs)
+        api.show = lambda asked: Reply(
+            body={"state": "FAILED", "code": "MSS.00000010", "message": "voice asset gone"}
+        )
+        with anyio.fail_after(10):
+            await run_jobs(run_config(api.url, tmp_path, LIST), *jobs)
+    assert _statuses(tmp_path) == {("FAILED", "MSS.00000010")}
+    assert api.count("show") == 3
+
+
+@pytest.mark.anyio
+async def test_a_failed_job_whose_code_cannot_be_had_keeps_code_failed(tmp_path: Path) -> None:
+    """FAILED in the list, and its single GET fails: the line says FAILED with the list's
+    message, and nothing is retried."""
+    jobs = make_jobs(2)
+    async with hostile_api() as api:
+        api.list = _failed_in_the_list(api, jobs)
+        api.show = lambda asked: Reply(400, {"error_code": "MSS.000000003", "error_msg": "?"})
+        with anyio.fail_after(10):
+            await run_jobs(run_config(api.url, tmp_path, LIST), *jobs)
+    lines = read_manifest(tmp_path)
+    assert {(r["status"], r["error"]["code"]) for r in lines} == {("FAILED", "FAILED")}
+    assert {r["error"]["message"] for r in lines} == {"the voice asset is unavailable"}
+    assert api.count("show") == 2
+
+
+@pytest.mark.anyio
+async def test_the_pause_and_its_length_reach_the_progress_snapshot(tmp_path: Path) -> None:
+    """A 429 with Retry-After 1 (capped to 0.3 s): progress snapshots carry the pause left."""
+    jobs = make_jobs(1)
+    poll = replace(FAST, max_pause=0.3)
+    snapshots: list[Snapshot] = []
+    hooks = Hooks(on_progress=snapshots.append, progress_interval=0.01)
+
+    async def each() -> AsyncIterator[Job]:
+        for job in jobs:
+            yield job
+
+    async with hostile_api() as api:
+        api.show = _throttle_once(api, "1")
+        with anyio.fail_after(10):
+            await watch(run_config(api.url, tmp_path, poll), each(), hooks=hooks)
+    pauses = [s.pause_s for s in snapshots if s.pause_s is not None]
+    assert pauses and 0 < max(pauses) <= 0.3
+    assert snapshots[-1].pause_s is None

@@ -47,6 +47,7 @@ log = structlog.get_logger("watcher.sweeper")
 PAGE = 100
 MISSES_BEFORE_SINGLE = 2
 MAX_PAGES = 2000
+MAX_DEFERRALS = 100  # pauses (429s, refusals, an outage) one page may wait out in one sweep
 FAILED_SWEEPS = 2  # sweeps in a row cut short by transient faults before the list is given up
 SLACK = 1.0  # seconds: creation times come in whole seconds
 
@@ -118,20 +119,27 @@ class Sweeper:
 
     async def _page(self, offset: int, since: float | None, until: float | None) -> JobPage | None:
         """One page, asked again after a 429 or a transient fault (a sweep that gave up would
-        start over at page 0 next time, and the oldest pages would starve); None: give up,
-        after which ListUnavailable may follow (FAILED_SWEEPS of them in a row)."""
-        for attempt in range(1, self._policy.retry.attempts + 1):
+        start over at page 0 next time, and the oldest pages would starve); None: give up.
+        Only faults of the list itself count towards giving the list up (FAILED_SWEEPS cut
+        short in a row: ListUnavailable); waiting out a pause or an outage does not."""
+        failures = deferrals = 0
+        while failures < self._policy.retry.attempts:
             try:
                 return await self._gate.page(offset=offset, limit=PAGE, since=since, until=until)
             except Deferred as deferred:  # throttled, refused, or the API down: not the list's
+                deferrals += 1
+                if deferrals >= MAX_DEFERRALS:
+                    log.info("list sweep cut short: the API keeps deferring", offset=offset)
+                    return None
                 await anyio.sleep(deferred.delay)
             except AuthError:
                 raise  # refused too often: the run stops
             except (ApiError, TransportError) as exc:
                 if not exc.transient:
                     raise self._gate.list_failed(str(exc)) from exc
+                failures += 1
                 log.info("list page failed, will retry", error=str(exc), offset=offset)
-                await anyio.sleep(self._policy.retry.delay(attempt, self._rng))
+                await anyio.sleep(self._policy.retry.delay(failures, self._rng))
         self._failed_sweeps += 1
         log.info("list sweep cut short after retries", offset=offset, in_a_row=self._failed_sweeps)
         if self._failed_sweeps >= FAILED_SWEEPS:
