@@ -337,3 +337,13 @@ async def test_the_pause_and_its_length_reach_the_progress_snapshot(tmp_path: Pa
     pauses = [s.pause_s for s in snapshots if s.pause_s is not None]
     assert pauses and 0 < max(pauses) <= 0.3
     assert snapshots[-1].pause_s is None
+
+
+@pytest.mark.anyio
+async def test_success_on_the_api_is_a_debug_event(tmp_path: Path) -> None:
+    """The API's SUCCEED (nothing saved yet) is logged at debug as "job succeeded on the API"."""
+    async with hostile_api() as api:
+        with capture_logs() as logs:
+            await run_jobs(run_config(api.url, tmp_path), *make_jobs(1))
+    [event] = [e for e in logs if "succeeded" in e["event"]]
+    assert (event["event"], event["log_level"]) == ("job succeeded on the API", "debug")
