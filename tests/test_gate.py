@@ -172,3 +172,16 @@ async def test_a_forbidden_list_is_given_up_once_and_tried_again_later() -> None
     answers[0] = JobPage(0, ())
     await gate.page(offset=0, limit=1, since=None, until=None)
     assert gate.list_usable and gate.list_retry_in() is None
+
+
+@pytest.mark.anyio
+async def test_fresh_links_wait_out_throttling_instead_of_failing_the_download() -> None:
+    """A refresh answered 429 twice, then SUCCEED: it returns the links; forever 429: raised."""
+    answers = iter([ThrottledError(429, "APIGW.0308", "slow", None, 1.0)] * 2)
+    done = JobStatus("SUCCEED", {"audio": "http://x/a.wav"})
+    gate, client = _gate(lambda api, key: next(answers, done))
+    assert (await gate.fresh("a")) == done
+    assert len(client.calls) == 3
+    always, _ = _gate(lambda api, key: ThrottledError(429, "APIGW.0308", "slow", None, 1.0))
+    with pytest.raises(ThrottledError):
+        await always.fresh("a")

@@ -46,6 +46,7 @@ log = structlog.get_logger("watcher.gate")
 T = TypeVar("T")
 LIST_RETRY = 300.0  # seconds after the list call stopped working before it is tried again
 LIST_RETRY_MAX = 3600.0
+FRESH_DEFERRALS = 20  # pauses one fresh-links request waits out before it fails
 EXCUSES = 10  # refusals in a row excused as "fixed since" before they count after all
 
 
@@ -95,7 +96,7 @@ class ApiGate:
         self._client = client
         self._policy = policy
         self.outage = outage
-        self._clock = clock
+        self._clock, self._sleep = clock, sleep
         self._show_limit = RateLimiter(
             policy.rate, headroom=policy.headroom, clock=clock, sleep=sleep
         )
@@ -131,16 +132,20 @@ class ApiGate:
         return Reading(status, sent)
 
     async def fresh(self, job_id: str) -> JobStatus:
-        """ShowAsyncTtsJob for a download's fresh links: like `show`, but waits out refusals
-        that are not yet fatal and outages itself; a 429 is raised (the download backs off)."""
-        while True:
+        """ShowAsyncTtsJob for a download's fresh links: like `show`, but waits out what is not
+        the job's fault itself (429s, refusals short of fatal, outages), up to FRESH_DEFERRALS
+        times, so a throttled refresh does not spend the file's download retries; then raises
+        what deferred it."""
+        last = Deferred(0.0, "no request sent")
+        for _ in range(FRESH_DEFERRALS):
             self.counts.fresh += 1
             try:
                 return (await self.show(job_id)).status
             except Deferred as deferred:
-                if isinstance(deferred.__cause__, ThrottledError):
-                    raise deferred.__cause__ from None
-                await anyio.sleep(deferred.delay)
+                last = deferred
+                await self._sleep(deferred.delay)
+        cause = last.__cause__
+        raise cause if isinstance(cause, WatcherError) else TransportError(str(last))
 
     async def page(
         self, *, offset: int, limit: int, since: float | None, until: float | None
