@@ -15,8 +15,10 @@ from helpers import FAST, make_jobs, read_manifest, run_config, run_jobs
 from hostile_api import Asked, HostileApi, Reply, ShowScript, hostile_api
 from structlog.testing import capture_logs
 
+from watcher import poller
 from watcher.auth import Token, parse_sdk_date
 from watcher.errors import AuthError
+from watcher.gate import ApiGate
 from watcher.inputs import Job
 from watcher.progress import Snapshot
 from watcher.watch import Hooks, watch
@@ -53,6 +55,20 @@ async def test_an_unusable_list_call_falls_back_to_single_gets(
     assert api.count("show") == 6
     warnings = [e for e in logs if e["log_level"] == "warning" and "list call" in e["event"]]
     assert len(warnings) == 1, warnings
+
+
+@pytest.mark.anyio
+async def test_auto_with_a_forbidden_list_polls_everything_singly(tmp_path: Path) -> None:
+    """--poll auto with more jobs than single GETs can serve and a 403 on the list (the hang of
+    issue 14): one list call, a warning, every job SUCCEEDs by single GETs."""
+    jobs = make_jobs(12)
+    poll = replace(FAST, strategy="auto", rate=100, cadence=0.05)  # capacity: 5 jobs a cadence
+    async with hostile_api() as api:
+        api.list = lambda asked: Reply(403, {"error_code": "MSS.403", "error_msg": "denied"})
+        with anyio.fail_after(10):
+            await run_jobs(run_config(api.url, tmp_path, poll), *jobs)
+    assert _statuses(tmp_path) == {("SUCCEED", None)}
+    assert api.count("list") == 1
 
 
 @pytest.mark.anyio
@@ -347,3 +363,20 @@ async def test_success_on_the_api_is_a_debug_event(tmp_path: Path) -> None:
             await run_jobs(run_config(api.url, tmp_path), *make_jobs(1))
     [event] = [e for e in logs if "succeeded" in e["event"]]
     assert (event["event"], event["log_level"]) == ("job succeeded on the API", "debug")
+
+
+@pytest.mark.anyio
+async def test_the_code_lookup_waits_for_spare_budget_and_gives_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When no request slot is ever spare, a list-seen FAILED job sends no GET for its code
+    and its line keeps code FAILED once the wait is over."""
+    monkeypatch.setattr(ApiGate, "spare", lambda self: False)
+    monkeypatch.setattr(poller, "CODE_WAIT", 0.2)
+    jobs = make_jobs(2)
+    async with hostile_api() as api:
+        api.list = _failed_in_the_list(api, jobs)
+        with anyio.fail_after(10):
+            await run_jobs(run_config(api.url, tmp_path, LIST), *jobs)
+    assert _statuses(tmp_path) == {("FAILED", "FAILED")}
+    assert api.count("show") == 0

@@ -424,9 +424,11 @@ class MetaStudioClient:
         body, request_id = await self._call(
             "GET", f"/v1/{self._config.project_id}/ttsc/tts-jobs", query, cap=PAGE_CAP
         )
-        if not isinstance(body, dict) or not isinstance(body.get("data", []), list):
+        items = body.get("data") if isinstance(body, dict) else None
+        if items is None and isinstance(body, dict):
+            items = []  # no `data` (or null): an empty page
+        if not isinstance(items, list):
             raise AnswerError("ShowTtsJob: the answer is not a page of jobs")
-        items = body.get("data") or []
         jobs = tuple(j for item in items if (j := parse_listed(item, request_id)))
         if items and not jobs:
             raise AnswerError(f"ShowTtsJob: none of the page's {len(items)} rows can be read")
