@@ -41,11 +41,13 @@ def tiny_wav(seconds: float = 0.1, rate: int = 8000) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One answer: `body` is JSON-encoded unless it is bytes."""
+    """One answer: `body` is JSON-encoded unless it is bytes; `chunked` sends it without a
+    Content-Length, in 64 KiB chunks (so only reading it tells its size)."""
 
     status: int = 200
     body: Any = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+    chunked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +102,10 @@ class HostileApi:
 
     async def _show(self, request: web.Request) -> web.StreamResponse:
         job_id = request.match_info["job_id"]
-        return self._answer(self.show(self._asked(request, "show", job_id)))
+        return await self._answer(request, self.show(self._asked(request, "show", job_id)))
 
     async def _list(self, request: web.Request) -> web.StreamResponse:
-        return self._answer(self.list(self._asked(request, "list", None)))
+        return await self._answer(request, self.list(self._asked(request, "list", None)))
 
     def _asked(self, request: web.Request, api: str, job_id: str | None) -> Asked:
         key = (api, job_id if job_id is not None else request.query.get("offset", "0"))
@@ -113,11 +115,20 @@ class HostileApi:
         return asked
 
     @staticmethod
-    def _answer(reply: Reply) -> web.Response:
+    async def _answer(request: web.Request, reply: Reply) -> web.StreamResponse:
         # stdlib json: it writes what orjson refuses (integers past 64 bits, for one)
         body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
         headers = {"Content-Type": "application/json", **reply.headers}
-        return web.Response(status=reply.status, body=body, headers=headers)
+        if not reply.chunked:
+            return web.Response(status=reply.status, body=body, headers=headers)
+        response = web.StreamResponse(status=reply.status, headers=headers)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        with suppress(ConnectionError):  # the client may stop reading at its cap
+            for start in range(0, len(body), 1 << 16):
+                await response.write(body[start : start + (1 << 16)])
+            await response.write_eof()
+        return response
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=self.WAV, headers={"Content-Type": "audio/wav"})

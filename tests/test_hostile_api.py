@@ -174,14 +174,17 @@ async def test_a_long_retry_after_is_capped_and_the_cap_logged(tmp_path: Path, v
 
 
 @pytest.mark.anyio
-async def test_an_oversized_answer_is_that_jobs_error(tmp_path: Path) -> None:
-    """A 5 MiB ShowAsyncTtsJob answer: the job is ERROR naming the cap; the other succeeds."""
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_an_oversized_answer_is_that_jobs_error(tmp_path: Path, chunked: bool) -> None:
+    """A 5 MiB ShowAsyncTtsJob answer (announced or not): the job is ERROR naming the cap;
+    the other job succeeds."""
     jobs = make_jobs(2)
     async with hostile_api() as api:
 
         def show(asked: Asked) -> Reply:
             if asked.job_id == "job-000":
-                return Reply(body={"state": "FAILED", "code": "X", "pad": "a" * (5 << 20)})
+                body = {"state": "FAILED", "code": "X", "pad": "a" * (5 << 20)}
+                return Reply(body=body, chunked=chunked)
             return api.succeed(asked)
 
         api.show = show
@@ -191,6 +194,18 @@ async def test_an_oversized_answer_is_that_jobs_error(tmp_path: Path) -> None:
     assert by_id["job-001"]["status"] == "SUCCEED"
     assert by_id["job-000"]["status"] == "ERROR"
     assert "larger than 4,194,304 bytes" in by_id["job-000"]["error"]["message"]
+
+
+@pytest.mark.anyio
+async def test_an_oversized_page_makes_the_list_unusable(tmp_path: Path) -> None:
+    """A 17 MiB list page: the list call is given up at once; jobs are polled singly."""
+    jobs = make_jobs(3)
+    async with hostile_api() as api:
+        api.list = lambda asked: Reply(body={"count": 1, "pad": "b" * (17 << 20)}, chunked=True)
+        with anyio.fail_after(20):
+            await run_jobs(run_config(api.url, tmp_path, LIST), *jobs)
+    assert _statuses(tmp_path) == {("SUCCEED", None)}
+    assert api.count("list") == 1
 
 
 @pytest.mark.anyio

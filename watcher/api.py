@@ -79,6 +79,10 @@ class AnswerError(TransportError):
     larger than its cap. The service is reachable (this is no outage); trying again may pass."""
 
 
+class AnswerTooLarge(AnswerError):
+    """An answer larger than its cap (SHOW_CAP, PAGE_CAP); only cap + 1 bytes were read."""
+
+
 class RetryableAuth(AuthError):
     """Credentials were refused, but something has changed since the request was signed (a
     rotated token file, a clock corrected by the server's `Date`): ask again at once; this
@@ -250,17 +254,17 @@ def server_time(headers: Mapping[str, str]) -> datetime | None:
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int, what: str) -> bytes:
-    """The body of `response`, reading at most `cap` + 1 bytes; AnswerError past `cap`."""
+    """The body of `response`, reading at most `cap` + 1 bytes; AnswerTooLarge past `cap`."""
     too_large = f"{what}: the answer is larger than {cap:,} bytes"
     if response.content_length is not None and response.content_length > cap:
-        raise AnswerError(too_large)
+        raise AnswerTooLarge(too_large)
     chunks: list[bytes] = []
     total = 0
     while chunk := await response.content.read(min(1 << 16, cap + 1 - total)):
         chunks.append(chunk)
         total += len(chunk)
         if total > cap:
-            raise AnswerError(too_large)
+            raise AnswerTooLarge(too_large)
     return b"".join(chunks)
 
 
