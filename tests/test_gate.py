@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 import pytest
-from helpers import FAST
+from helpers import FAST, make_jobs, run_config
 
 from watcher.api import AnswerError, JobPage, JobStatus, MetaStudioClient, RetryableAuth
 from watcher.errors import ApiError, AuthError, ThrottledError, TransportError
@@ -185,3 +188,25 @@ async def test_fresh_links_wait_out_throttling_instead_of_failing_the_download()
     always, _ = _gate(lambda api, key: ThrottledError(429, "APIGW.0308", "slow", None, 1.0))
     with pytest.raises(ThrottledError):
         await always.fresh("a")
+
+
+@pytest.mark.anyio
+async def test_a_local_clock_20_minutes_slow_is_corrected_from_the_servers_date(
+    sim_factory: Any,
+) -> None:
+    """Against the simulator, a client whose clock is 20 min slow is refused once (the server's
+    Date shows the gap), then signs with the server's time and is answered."""
+    job = make_jobs(1)[0]
+    sim = sim_factory([job])
+    config = run_config(sim.url, Path("unused")).api
+    slow = lambda: datetime.now(UTC) - timedelta(minutes=20)  # noqa: E731
+    async with aiohttp.ClientSession() as session:
+        client = MetaStudioClient(config, session, wall_clock=slow)
+        outage = Outage("the API")
+        gate = ApiGate(client, FAST, outage)
+        with pytest.raises(Deferred, match=r"clock is off by 1[12]\d\d s: it is behind"):
+            await gate.show(job.job_id)
+        reading = await gate.show(job.job_id)
+    assert reading.status.state in ("WAITING", "PROCESSING", "SUCCEED")
+    assert 1190 < client.skew < 1210
+    assert sim.sim.stats.count("ShowAsyncTtsJob", 401) == 1
