@@ -35,11 +35,12 @@ def _statuses(out: Path) -> set[tuple[str, str | None]]:
     "reply",
     [
         Reply(403, {"error_code": "MSS.00000403", "error_msg": "not allowed by IAM policy"}),
+        Reply(403, {"error_code": "MSS.000000004", "error_msg": "no permission for ShowTtsJob"}),
         Reply(200, b"<html><body>Proxy login</body></html>", {"Content-Type": "text/html"}),
         Reply(200, [{"job_id": "job-000", "job_state": "SUCCEED"}]),
         Reply(200, {"count": 3, "data": [1, "two", {"no": "id"}]}),
     ],
-    ids=["403", "html", "json-list", "unreadable-rows"],
+    ids=["403", "403-auth-code", "html", "json-list", "unreadable-rows"],
 )
 async def test_an_unusable_list_call_falls_back_to_single_gets(
     tmp_path: Path, reply: Reply

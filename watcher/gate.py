@@ -17,8 +17,9 @@ or "list a page" and hear back one of:
                              request raises it too)
     OutageError           -> the API stayed unreachable past `outage_timeout`: the run stops
     ListUnavailable       -> the list call fails in a way a retry will not fix (a 4xx other than
-                             429, an answer that is not a page): jobs are polled singly; the list
-                             is tried again after LIST_RETRY (doubling, at most LIST_RETRY_MAX)
+                             429 and 401, an IAM 403 included; an answer that is not a page):
+                             jobs are polled singly; the list is tried again after LIST_RETRY
+                             (doubling, at most LIST_RETRY_MAX)
 
 A request that gets no answer (refused or reset connection, timeout) tells the Outage, and so
 does a 5xx, unless it is a repeat for the same job (one job's persistent 500 is that job's
@@ -44,6 +45,7 @@ from watcher.ratelimit import RateLimiter
 
 log = structlog.get_logger("watcher.gate")
 T = TypeVar("T")
+LIST = "list"  # the key of list requests in the outage bookkeeping
 LIST_RETRY = 300.0  # seconds after the list call stopped working before it is tried again
 LIST_RETRY_MAX = 3600.0
 FRESH_DEFERRALS = 20  # pauses one fresh-links request waits out before it fails
@@ -159,13 +161,15 @@ class ApiGate:
         try:
             page = await self._send(
                 self._list_limit,
-                "list",
+                LIST,
                 lambda: self._client.list_jobs(
                     offset=offset, limit=limit, since=since, until=until
                 ),
             )
         except AnswerError as exc:
             raise self.list_failed(str(exc)) from exc
+        except AuthError:
+            raise  # refused too often: the run stops
         except ApiError as exc:
             if 400 <= exc.status < 500:
                 raise self.list_failed(str(exc)) from exc
@@ -219,6 +223,10 @@ class ApiGate:
             answer = await call()
         except AuthError as exc:
             self._answered()
+            if key == LIST and exc.status != 401:
+                # a 403 for the list alone: the account lacks that permission, its credentials
+                # are fine (single GETs work); not a refusal that could stop the run
+                raise self.list_failed(str(exc)) from exc
             raise self._refused(exc) from exc
         except ThrottledError as exc:
             self._answered()
