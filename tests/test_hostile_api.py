@@ -15,7 +15,7 @@ from helpers import FAST, make_jobs, read_manifest, run_config, run_jobs
 from hostile_api import Asked, HostileApi, Reply, ShowScript, hostile_api
 from structlog.testing import capture_logs
 
-from watcher import poller
+from watcher import gate, poller
 from watcher.auth import Token, parse_sdk_date
 from watcher.errors import AuthError
 from watcher.gate import ApiGate
@@ -396,3 +396,34 @@ async def test_the_code_lookup_waits_for_spare_budget_and_gives_up(
             await run_jobs(run_config(api.url, tmp_path, LIST), *jobs)
     assert _statuses(tmp_path) == {("FAILED", "FAILED")}
     assert api.count("show") == 0
+
+
+@pytest.mark.anyio
+async def test_the_list_is_tried_again_later_and_sweeps_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list call that fails once with 403 and then works: after the retry interval one page
+    is tried, sweeps resume (logged), and jobs are seen in the list again."""
+    monkeypatch.setattr(gate, "LIST_RETRY", 0.1)
+    jobs = make_jobs(4)
+    async with hostile_api() as api:
+
+        def state() -> str:  # jobs finish once the list has worked again, for a second sweep
+            return "SUCCEED" if api.count("list") >= 3 else "WAITING"
+
+        def rows(asked: Asked) -> Reply:
+            if api.count("list") == 1:
+                return Reply(403, {"error_code": "MSS.403", "error_msg": "denied"})
+            data = [api.row(j.job_id, job_state=state()) for j in jobs]
+            return Reply(body={"count": len(data), "data": data})
+
+        def show(asked: Asked) -> Reply:
+            return api.succeed(asked) if state() == "SUCCEED" else Reply(body={"state": "WAITING"})
+
+        api.list, api.show = rows, show
+        with capture_logs() as logs, anyio.fail_after(10):
+            summary = await run_jobs(run_config(api.url, tmp_path, LIST), *jobs)
+    assert _statuses(tmp_path) == {("SUCCEED", None)}
+    assert api.count("list") >= 3
+    assert summary.polls.sightings > 0
+    assert any(e["event"] == "the list call works again: sweeps resume" for e in logs)

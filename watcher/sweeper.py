@@ -100,7 +100,8 @@ class Sweeper:
                 with contextlib.suppress(ListUnavailable):  # it is still unusable: wait again
                     await self._try_list()
                 continue
-            wait = self._policy.cadence if retry_in is None else max(retry_in, 0.05)
+            # usable but not wanted, or due for a try nobody wants yet: look again in a cadence
+            wait = retry_in or self._policy.cadence
             with anyio.move_on_after(wait):
                 await poller.sweeps_wanted()
 
