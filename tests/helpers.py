@@ -18,7 +18,7 @@ from watcher.retry import RetryPolicy
 from watcher.watch import Summary, watch
 
 QUICK_RETRY = RetryPolicy(attempts=4, base=0.01, cap=0.05)
-FAST = PollPolicy(cadence=0.02, rate=2000, retry=QUICK_RETRY, auth_pause=0.01)
+FAST = PollPolicy(cadence=0.02, rate=2000, retry=QUICK_RETRY, auth_pause=0.01, outage_probe=0.01)
 FAST_DOWNLOADS = DownloadPolicy(workers=4, retry=QUICK_RETRY)
 
 

@@ -163,3 +163,23 @@ def test_refused_credentials_exit_2_without_leaking_them(
     assert "APIGW.0301" in err and "request id" in err
     assert "WRONG-secret" not in err
     assert (tmp_path / "o" / "manifest.jsonl").read_bytes() == b""
+
+
+def test_an_unreachable_api_past_the_outage_timeout_is_exit_3(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing listens at the endpoint: after --outage-timeout, exit 3 with a clear message."""
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _login(env)
+    path = _write_jobs(tmp_path / "jobs.jsonl", [Job("a"), Job("b"), Job("c")])
+    out = tmp_path / "o"
+    args = ["--endpoint", f"http://127.0.0.1:{port}", "--out", str(out), "--quiet"]
+    code = main(["run", str(path), *args, "--outage-timeout", "0.3", *FAST])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "the API has been unreachable since" in err and "running the same command" in err
+    assert (out / "manifest.jsonl").read_bytes() == b""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from watcher.auth import AkSk, Token
-from watcher.credentials import discover
+from watcher.credentials import TokenFile, discover
 from watcher.errors import ConfigError
 
 
@@ -45,7 +45,7 @@ def test_token_before_keys(tmp_path: Path) -> None:
     token_file.write_text("file-token\n")
     env = {"METASTUDIO_AUTH_TOKEN": "env-token", "CLOUD_SDK_AK": "a", "CLOUD_SDK_SK": "s"}
     assert discover(env, tmp_path, token_file) is not None
-    assert discover(env, tmp_path, token_file).credentials == Token("file-token")  # type: ignore[union-attr]
+    assert discover(env, tmp_path, token_file).credentials == Token("file-token", token_file)  # type: ignore[union-attr]
     assert discover(env, tmp_path).credentials == Token("env-token")  # type: ignore[union-attr]
 
 
@@ -72,3 +72,16 @@ def test_missing_token_file_is_named(tmp_path: Path) -> None:
     """An unreadable --auth-token-file is a ConfigError naming the flag."""
     with pytest.raises(ConfigError, match="--auth-token-file"):
         discover({}, tmp_path, tmp_path / "nope")
+
+
+def test_a_token_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
+    """TokenFile.reload picks up a rewritten file, and keeps the last token while it is empty."""
+    path = tmp_path / "token"
+    path.write_text("first-token\n")
+    tokens = TokenFile(path)
+    assert tokens.token.token == "first-token" and not tokens.reload()
+    path.write_text("")  # a writer truncated it and has not written yet
+    assert not tokens.reload() and tokens.token.token == "first-token"
+    path.write_text("second-token-longer\n")
+    assert tokens.reload() and tokens.token.token == "second-token-longer"
+    assert tokens.token.path == path

@@ -72,15 +72,17 @@ async def test_jobs_outside_the_list_window_are_polled_singly(tmp_path: Path) ->
 
 
 @pytest.mark.anyio
-async def test_failed_jobs_seen_in_the_list_cost_no_extra_requests(
+async def test_failed_jobs_seen_in_the_list_get_their_real_code_from_one_get(
     sim_factory: Any, tmp_path: Path
 ) -> None:
-    """A FAILED job read from the list is final at once with the list's fail_msg (no code)."""
+    """A FAILED job read from the list (fail_msg, no code) gets its code from one spare GET."""
     jobs = make_jobs(4)
     sim = sim_factory(jobs, fail_percent=100)
     poll = replace(FAST, strategy="list", cadence=0.05)
     summary = await run_jobs(run_config(sim.url, tmp_path, poll), *jobs)
     lines = read_manifest(tmp_path)
-    assert {(r["status"], r["error"]["code"]) for r in lines} == {("FAILED", "FAILED")}
+    assert {r["status"] for r in lines} == {"FAILED"}
+    assert all(r["error"]["code"].startswith("MSS.") for r in lines), [r["error"] for r in lines]
     assert all(r["error"]["message"] for r in lines)
-    assert summary.polls.requests == 0
+    assert summary.polls.sightings >= 4
+    assert summary.polls.requests == 4  # exactly one single GET per failed job

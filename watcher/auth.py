@@ -14,6 +14,7 @@ import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import quote, unquote
 
 ALGORITHM = "SDK-HMAC-SHA256"
@@ -36,9 +37,11 @@ class AkSk:
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    """A project-scoped IAM token, sent as `X-Auth-Token`."""
+    """A project-scoped IAM token, sent as `X-Auth-Token`; `path`: the file it was read from,
+    read again when it changes (a token from the environment has none and cannot rotate)."""
 
     token: str = field(repr=False)
+    path: Path | None = None
 
     def secrets(self) -> tuple[str, ...]:
         """The values that must never be logged."""

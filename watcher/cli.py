@@ -4,6 +4,8 @@
      batch: jobs an earlier run settled count with their line)
 1    some input job's counting line is otherwise (FAILED, ERROR, TIMEOUT, INVALID)
 2    usage, configuration or authentication error; the manifest or --out unusable or locked
+3    the API or storage stayed unreachable past --outage-timeout
+4    the input held no job at all
 130  interrupted
 """
 
@@ -131,6 +133,18 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         default=DownloadPolicy().speed_time,
         help="seconds a download may stay under --speed-limit (or get nothing) (30)",
     )
+    run.add_argument(
+        "--outage-timeout",
+        type=positive(float),
+        default=900.0,
+        help="seconds the API or storage may be unreachable before the run stops, exit 3 (900)",
+    )
+    run.add_argument(
+        "--max-pause",
+        type=positive(float),
+        default=60.0,
+        help="longest pause a 429's Retry-After may impose, in seconds (60)",
+    )
     run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     run.add_argument(
         "--grace",
@@ -200,6 +214,8 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | 
             job_timeout=args.job_timeout,
             retry=replace(PollPolicy().retry, attempts=attempts),
             strategy=args.poll,
+            max_pause=args.max_pause,
+            outage_timeout=args.outage_timeout,
         ),
         download=DownloadPolicy(
             workers=int(args.download_workers),
@@ -207,6 +223,7 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | 
             max_file_bytes=int(args.max_file_bytes) or None,  # 0: no cap
             speed_limit=float(args.speed_limit),
             speed_time=float(args.speed_time),
+            outage_timeout=args.outage_timeout,
             verify_tls=not args.insecure,
             kinds=args.files,
         ),

@@ -30,20 +30,24 @@ class ApiConfig:
 class PollPolicy:
     """How often each job is asked about, and how much all of them may ask together.
 
-    `cadence`: no job is polled more often than this (seconds; the API documents 3).
-    `rate`: API requests per second, shared by every job.
-    `job_timeout`: a job not final this long after it was admitted gets a TIMEOUT line.
-    `retry`: transient errors in a row on one job before it gets an ERROR line, and the backoff
-    between them (never shorter than the cadence).
-    `throttle_pause`: how long everyone waits after a 429 without a Retry-After header.
-    `auth_failures`: consecutive refused requests that stop the run (the gateway locks a key
-    after more than 5; one refusal among successes can be a hiccup, three in a row is not);
-    after each refusal everyone waits `auth_pause` seconds.
-    `strategy`: `single` (one GET per job), `list` (list-call sweeps) or `auto` (sweeps when
-    single GETs cannot keep up); `rate` applies to each API on its own, as the gateway counts.
-    `list_lookback`: how far before its admission a job of unknown creation time may have been
-    created, for the first sweeps' window. `headroom`: the share of `rate` actually paced at, so
-    arrival jitter does not push a gateway's one-second count over the limit.
+        `cadence`: no job is polled more often than this (seconds; the API documents 3).
+        `rate`: API requests per second, shared by every job.
+        `job_timeout`: a job not final this long after it was admitted gets a TIMEOUT line.
+        `retry`: transient errors in a row on one job before it gets an ERROR line, and the backoff
+        between them (never shorter than the cadence).
+        `throttle_pause`: how long everyone waits after a 429 without a Retry-After header.
+        `auth_failures`: consecutive refused requests that stop the run (the gateway locks a key
+        after more than 5; one refusal among successes can be a hiccup, three in a row is not);
+        after each refusal everyone waits `auth_pause` seconds.
+        `strategy`: `single` (one GET per job), `list` (list-call sweeps) or `auto` (sweeps when
+        single GETs cannot keep up); `rate` applies to each API on its own, as the gateway counts.
+        `list_lookback`: how far before its admission a job of unknown creation time may have been
+        created, for the first sweeps' window. `headroom`: the share of `rate` actually paced at, so
+        arrival jitter does not push a gateway's one-second count over the limit.
+        `max_pause`: the longest any pause may be (a Retry-After of an hour is cut to this).
+        `outage_timeout`: how long the API may stay unreachable for everyone before the run stops
+        (OutageError, exit 3; None: never); `outage_probe`: the first backoff between probes then
+    (doubling up to 30 times that).
     """
 
     cadence: float = 3.0
@@ -57,6 +61,9 @@ class PollPolicy:
     strategy: str = "auto"
     list_lookback: float = 24 * 3600.0
     headroom: float = HEADROOM
+    max_pause: float = 60.0
+    outage_timeout: float | None = 900.0
+    outage_probe: float = 1.0
 
 
 GIB = 1024**3

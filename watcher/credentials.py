@@ -6,6 +6,9 @@
 3. The `[basic]` section of `~/.huaweicloud/credentials`: `ak`, `sk`, `project_id`,
    `security_token`.
 
+A token file is read again whenever it changes (`TokenFile`), so a sidecar or cron job that
+rewrites it keeps a long run going; a token from the environment cannot change.
+
 The project id comes from the flag, else `HUAWEICLOUD_SDK_PROJECT_ID`, else that INI file.
 Both `watcher run` and `watcher sim` read credentials here, so one set of exports serves both.
 """
@@ -13,12 +16,17 @@ Both `watcher run` and `watcher sim` read credentials here, so one set of export
 from __future__ import annotations
 
 import configparser
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from watcher.auth import AkSk, Credentials, Token
 from watcher.errors import ConfigError
+
+log = structlog.get_logger("watcher.credentials")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,54 @@ def _ini(path: Path) -> tuple[AkSk | None, str | None]:
     return AkSk(ak, sk, section.get("security_token", "").strip() or None), project_id
 
 
+def read_token(path: Path) -> str:
+    """The token in `path`, stripped; ConfigError when it cannot be read or is empty."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"--auth-token-file {path}: {reason}") from exc
+    if not token:
+        raise ConfigError(f"--auth-token-file {path}: the file is empty")
+    return token
+
+
+class TokenFile:
+    """`--auth-token-file` as it is now: `reload()` reads it again when its mtime or size
+    changed. A file that is missing, empty or unreadable for a moment (a writer replacing it)
+    keeps the last good token."""
+
+    __slots__ = ("_stamp", "path", "token")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp = self._stat()
+        self.token = Token(read_token(path), path)
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def reload(self) -> bool:
+        """Read the file again if it changed; True when it now holds a different token."""
+        stamp = self._stat()
+        if stamp is None or stamp == self._stamp:
+            return False
+        try:
+            token = read_token(self.path)
+        except ConfigError:
+            return False  # mid-rewrite: keep the last good token and look again next time
+        self._stamp = stamp
+        if token == self.token.token:
+            return False
+        self.token = Token(token, self.path)
+        log.info("read a new token from --auth-token-file", path=str(self.path))
+        return True
+
+
 def discover(
     env: Mapping[str, str],
     home: Path | None,
@@ -71,13 +127,7 @@ def discover(
     ini_creds, ini_project = _ini(home / ".huaweicloud" / "credentials") if home else (None, None)
     project_id = env_project or ini_project
     if token_file is not None:
-        try:
-            token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"--auth-token-file {token_file}: {exc.strerror}") from exc
-        if not token:
-            raise ConfigError(f"--auth-token-file {token_file}: the file is empty")
-        return Found(Token(token), project_id, "--auth-token-file")
+        return Found(Token(read_token(token_file), token_file), project_id, "--auth-token-file")
     if token := env.get("METASTUDIO_AUTH_TOKEN", "").strip():
         return Found(Token(token), project_id, "METASTUDIO_AUTH_TOKEN")
     for prefix in ("HUAWEICLOUD_SDK", "CLOUD_SDK"):

@@ -1,18 +1,22 @@
 """The poller: admits jobs as input arrives, asks about each when it is due, routes what it learns.
 
-One loop takes the most overdue job from the `Schedule`, waits for the ShowAsyncTtsJob rate
-limit, and starts one short task for its request (at most `max_in_flight` at once). Every answer,
-whether from that single GET or from a list sweep (`sweeper.py`), goes through `observe`:
+One loop takes the most overdue job from the `Schedule`, waits for its turn at the API gate
+(`gate.py`: the rate limit, pauses, outages), and starts one short task for its request (at most
+`max_in_flight` at once). Every answer, whether from that single GET or from a list sweep
+(`sweeper.py`), goes through `observe`:
 
     WAITING / PROCESSING  -> polled again one cadence after it was read; while list sweeps carry
                              the polling, a job they can see gets no single GETs at all
     SUCCEED               -> the download pool (`Finished`); from the list without an audio link:
                              a single GET first, for the links
-    FAILED, unknown state -> the manifest (FAILED / ERROR), with the API's code and message
+    FAILED                -> the manifest, with the API's code and message; from the list (which
+                             gives no code) after one single GET for the code, sent only when a
+                             request slot is spare (nobody waiting for one), or FAILED as the code
+                             when none was spare within CODE_WAIT seconds
+    unknown state         -> ERROR UNKNOWN_STATE
     transient error       -> polled again after a jittered backoff; too many in a row: ERROR
-    429                   -> everyone pauses (Retry-After if given), the pace halves and recovers
-    401 / auth error      -> everyone pauses 1 s; `auth_failures` in a row across the run are
-                             raised and stop the run (unfinished jobs are not written)
+    not the job's fault   -> (throttled, refused, the API down for everyone: the gate's
+                             `Deferred`) asked again when the gate says, charging nothing
     deadline passed       -> TIMEOUT
 
 The loop ends when the input is exhausted and no admitted job is left unfinished, or when `stop`
@@ -25,8 +29,9 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,34 +40,48 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
-from watcher.api import JobStatus, MetaStudioClient
+from watcher.api import JobStatus, cut
 from watcher.config import PollPolicy
 from watcher.download import Finished
-from watcher.errors import ApiError, AuthError, InputError, ThrottledError, TransportError
+from watcher.errors import ApiError, AuthError, InputError, TransportError
+from watcher.gate import ApiCounts, ApiGate, Deferred
 from watcher.inputs import Job
 from watcher.manifest import ErrorInfo, JobResult
-from watcher.ratelimit import RateLimiter
 from watcher.schedule import Schedule, Watched, next_poll
 
 log = structlog.get_logger("watcher.poller")
+CODE_WAIT = 60.0  # seconds a list-seen FAILED job may wait for a spare slot to ask its code
 
 
 @dataclass(slots=True)
 class PollStats:
-    """Counts for the run's summary."""
+    """Counts for the run's summary; `api` counts every request the gate sent."""
 
+    api: ApiCounts = field(default_factory=ApiCounts)
     admitted: int = 0
     duplicates: int = 0
     invalid: int = 0
-    requests: int = 0
-    list_requests: int = 0
-    throttled: int = 0
     errors: int = 0
     retries: int = 0
     sightings: int = 0
     handed_off: int = 0
     gap_total: float = 0.0
     gaps: int = 0
+
+    @property
+    def requests(self) -> int:
+        """ShowAsyncTtsJob requests (polls, fresh links, error codes)."""
+        return self.api.show
+
+    @property
+    def list_requests(self) -> int:
+        """ShowTtsJob requests."""
+        return self.api.list
+
+    @property
+    def throttled(self) -> int:
+        """Requests answered 429."""
+        return self.api.throttled
 
     @property
     def effective_cadence(self) -> float | None:
@@ -75,8 +94,7 @@ class Poller:
 
     def __init__(
         self,
-        client: MetaStudioClient,
-        limiter: RateLimiter,
+        gate: ApiGate,
         policy: PollPolicy,
         downloads: MemoryObjectSendStream[Finished],
         results: MemoryObjectSendStream[JobResult],
@@ -85,8 +103,7 @@ class Poller:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
     ) -> None:
-        self._client = client
-        self._limiter = limiter
+        self._gate = gate
         self._policy = policy
         self._downloads = downloads
         self._results = results
@@ -99,11 +116,13 @@ class Poller:
         self._wake = anyio.Event()
         self._in_flight = anyio.Semaphore(policy.max_in_flight)
         self._rng = rng or random.Random()
-        self._auth_failures = 0
         self.sweeping = False
         self._listable = 0  # pending jobs sweeps can see, kept as a count: asked on every admission
         self._sweeps_wanted = anyio.Event()
-        self.stats = PollStats()
+        # FAILED jobs seen in the list, waiting for a spare slot to ask their code: (job, the
+        # list's status, when to give up and write code FAILED)
+        self._codes: deque[tuple[Watched, JobStatus, float]] = deque()
+        self.stats = PollStats(api=gate.counts)
 
     def stages(self) -> tuple[int, int, int]:
         """Pending jobs by what was last read of them: (WAITING, PROCESSING, not yet read)."""
@@ -117,8 +136,9 @@ class Poller:
                 waiting += 1
         return waiting, processing, unseen
 
-    def list_mode(self) -> bool:
-        """Whether list sweeps should carry the polling now (with hysteresis for `auto`)."""
+    def wants_sweeps(self) -> bool:
+        """Whether list sweeps should carry the polling now, if the list call works (with
+        hysteresis for `auto`)."""
         strategy = self._policy.strategy
         if strategy == "single":
             return False
@@ -178,8 +198,14 @@ class Poller:
         self._schedule.push(w, due)
         self._notify()
 
-    def set_sweeping(self, on: bool) -> None:
-        """Start or stop leaving listable jobs to sweeps; stopping gives them single GETs again."""
+    def review_sweeps(self) -> None:
+        """Decide whether sweeps carry the polling: the one place that decides it, asked when
+        the number of listable jobs or the list call's usability changes."""
+        self._set_sweeping(self.wants_sweeps() and self._gate.list_usable)
+
+    def _set_sweeping(self, on: bool) -> None:
+        """Start or stop leaving listable jobs to sweeps; stopping makes every pending job due
+        at once (single GETs from now on, at the rate limit)."""
         if self.sweeping and not on:
             now = self.clock()
             for w in self.pending.values():
@@ -202,6 +228,7 @@ class Poller:
         if w.listable:
             w.listable = False
             self._listable -= 1
+            self.review_sweeps()
 
     async def _admit(self, inputs: AsyncIterator[Job | InputError]) -> None:
         async for item in inputs:
@@ -225,11 +252,9 @@ class Poller:
             w = Watched(item, admitted=now, deadline=None if timeout is None else now + timeout)
             self.pending[w.job_id] = w
             self._listable += 1
-            if self.list_mode():  # the next sweep reads it; only its deadline needs an entry
-                self.set_sweeping(True)
-                self._push(w, math.inf)
-            else:
-                self._push(w, now)
+            self.review_sweeps()
+            # while sweeping, the next sweep reads it: only its deadline needs an entry
+            self._push(w, math.inf if self.sweeping else now)
             self.stats.admitted += 1
             self._notify()
         self._input_done = True
@@ -240,9 +265,16 @@ class Poller:
             now = self.clock()
             w = self._schedule.pop_due(now)
             if w is None:
+                if self._codes and (self._gate.spare() or now >= self._codes[0][2]):
+                    await self._ask_code(tg, now)
+                    continue
                 due = self._schedule.next_due()
+                wake = math.inf if due is None else due
+                if self._codes:  # look again when a slot frees up, or give up on the code
+                    soon = now + max(self._gate.next_free_in(), 0.05)
+                    wake = min(wake, soon, self._codes[0][2])
                 self._wake = anyio.Event()
-                with anyio.move_on_after(math.inf if due is None else due - now):
+                with anyio.move_on_after(wake - now):
                     await self._wake.wait()
                 continue
             if w.deadline is not None and now >= w.deadline:
@@ -253,7 +285,7 @@ class Poller:
                 self._push(w, math.inf)
                 continue
             await self._in_flight.acquire()
-            await self._limiter.acquire()
+            await self._gate.turn()
             tg.start_soon(self._poll, w)
 
     async def _poll(self, w: Watched) -> None:
@@ -263,62 +295,51 @@ class Poller:
             self._in_flight.release()
 
     async def _ask(self, w: Watched) -> None:
-        sent = self.clock()
-        self.stats.requests += 1
-        self._count_reading(w, sent)
+        self._count_reading(w, self.clock())
         try:
-            status = await self._client.show_job(w.job_id)
-        except AuthError as exc:
-            self.refused(exc)
-            self._push(w, self.clock() + max(self._policy.auth_pause, self._policy.cadence))
-        except ThrottledError as exc:
-            pause = self.throttled(self._limiter, exc)
-            self._push(w, self.clock() + pause)
+            reading = await self._gate.show(w.job_id, turn_taken=True)
+        except Deferred as deferred:  # not the job's fault: ask again, charge nothing
+            self._push(w, self.clock() + deferred.delay)
+        except AuthError:
+            raise  # refused too often: the run stops
         except (ApiError, TransportError) as exc:
             await self._failed_request(w, exc)
         else:
-            self.succeeded(self._limiter)
             w.errors = 0
-            await self.observe(w, status, sent, listed=False)
+            await self.observe(w, reading.status, reading.sent, listed=False)
             if not w.final:
-                self._push(w, next_poll(sent, self._policy.cadence))
+                self._push(w, next_poll(reading.sent, self._policy.cadence))
 
-    async def show(self, job_id: str) -> JobStatus:
-        """One ShowAsyncTtsJob outside the schedule (fresh links for a download), under the same
-        limit and bookkeeping as polls: a refusal counts towards the run's stop and is otherwise
-        a transient fault; a 429 slows everyone down."""
-        await self._limiter.acquire()
+    async def _ask_code(self, tg: TaskGroup, now: float) -> None:
+        """Ask the first list-seen FAILED job for its error code, or give up on it."""
+        w, listed, give_up = self._codes.popleft()
+        if now >= give_up:
+            await self._conclude_failed(w, listed)
+            return
+        await self._in_flight.acquire()
+        tg.start_soon(self._fetch_code, w, listed)
+
+    async def _fetch_code(self, w: Watched, listed: JobStatus) -> None:
+        status = listed
         try:
-            status = await self._client.show_job(job_id)
-        except AuthError as exc:
-            self.refused(exc)  # raises once refusals come `auth_failures` in a row
-            raise TransportError(f"credentials refused once: {exc}") from exc
-        except ThrottledError as exc:
-            self.throttled(self._limiter, exc)
+            reading = await self._gate.show(w.job_id)
+        except AuthError:
             raise
-        self.succeeded(self._limiter)
-        return status
+        except (Deferred, ApiError, TransportError) as exc:
+            log.debug("no error code for a failed job", job_id=w.job_id, error=str(exc))
+        else:
+            if reading.status.failed and reading.status.code:
+                status = reading.status
+        finally:
+            self._in_flight.release()
+        await self._conclude_failed(w, status, listed.message)
 
-    def succeeded(self, limiter: RateLimiter) -> None:
-        """An API request was answered: refusals are no longer in a row; the pace recovers."""
-        self._auth_failures = 0
-        limiter.succeeded()
-
-    def throttled(self, limiter: RateLimiter, exc: ThrottledError) -> float:
-        """A 429: slow `limiter` down; return the pause taken."""
-        self.stats.throttled += 1
-        pause = exc.retry_after if exc.retry_after is not None else self._policy.throttle_pause
-        limiter.throttled(pause)
-        log.warning("throttled", pause_s=pause, request_id=exc.request_id)
-        return pause
-
-    def refused(self, exc: AuthError) -> None:
-        """Count a refusal; raise it once `auth_failures` came in a row, else pause everyone."""
-        self._auth_failures += 1
-        if self._auth_failures >= self._policy.auth_failures:
-            raise exc
-        log.warning("credentials refused, pausing", error=str(exc))
-        self._limiter.pause(self._policy.auth_pause)
+    async def _conclude_failed(
+        self, w: Watched, status: JobStatus, fallback: str | None = None
+    ) -> None:
+        message = status.message or fallback or "the job failed"
+        error = ErrorInfo(status.code or "FAILED", message, status.request_id)
+        await self.conclude(w, "FAILED", error)
 
     async def _failed_request(self, w: Watched, exc: ApiError | TransportError) -> None:
         self.stats.errors += 1
@@ -326,13 +347,14 @@ class Poller:
         if exc.transient and w.errors < self._policy.retry.attempts:
             self.stats.retries += 1
             delay = max(self._policy.cadence, self._policy.retry.delay(w.errors, self._rng))
-            log.info("poll failed, will retry", job_id=w.job_id, error=str(exc), retry_in_s=delay)
+            reason = cut(str(exc))
+            log.info("poll failed, will retry", job_id=w.job_id, error=reason, retry_in_s=delay)
             self._push(w, self.clock() + delay)
             return
         if isinstance(exc, ApiError):
             error = ErrorInfo(exc.code, exc.message, exc.request_id)
         else:
-            error = ErrorInfo("TRANSPORT", str(exc))
+            error = ErrorInfo("TRANSPORT", cut(str(exc)))
         await self.conclude(w, "ERROR", error)
 
     async def observe(self, w: Watched, status: JobStatus, at: float, *, listed: bool) -> None:
@@ -349,16 +371,20 @@ class Poller:
         w.state = status.state
         if not status.final:
             return
-        if status.failed:
-            # The list gives only `fail_msg`, no code: such lines say FAILED. Asking each failed
-            # job for its code cost 45 s of makespan for 500 failures at 10 requests/s.
-            code = status.code or "FAILED"
-            error = ErrorInfo(code, status.message or "the job failed", status.request_id)
-            await self.conclude(w, "FAILED", error)
+        if status.failed and listed and not status.code:
+            # The list gives only `fail_msg`, no code: ask the job itself, but only from spare
+            # budget (asking at once cost 45 s of makespan for 500 failures at 10 requests/s).
+            w.final = True  # nothing else reads or polls it meanwhile
+            w.ticket += 1  # retire its schedule entries (its deadline too: it is final)
+            self._unlist(w)
+            self._codes.append((w, status, self.clock() + CODE_WAIT))
+            self._notify()
+        elif status.failed:
+            await self._conclude_failed(w, status)
         elif status.state == "SUCCEED" and listed and "audio" not in status.links:
             self.poll_singly(w)  # the list gave no audio link: ask the job itself for it
         elif status.state == "SUCCEED":
-            log.info("job succeeded", job_id=w.job_id, polls=w.polls)
+            log.debug("job succeeded on the API", job_id=w.job_id, polls=w.polls)
             finished = Finished(w, status, self.clock(), self.wall_clock())
             self.stats.handed_off += 1
             await self._hand_off(w, self._downloads.send(finished))

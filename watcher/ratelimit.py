@@ -56,6 +56,10 @@ class RateLimiter:
         """The current pace in requests per second (at most the configured rate)."""
         return self._rate
 
+    def next_free_in(self) -> float:
+        """Seconds until a request could go without waiting (0: one may go now)."""
+        return max(0.0, self._next - self._clock())
+
     def reserve(self) -> float:
         """Take the next free slot; return how long to wait for it (0 when it is now)."""
         now = self._clock()
@@ -96,7 +100,7 @@ class RateLimiter:
         return None
 
     def __repr__(self) -> str:
-        wait = max(0.0, self._next - self._clock())
+        wait = self.next_free_in()
         return (
             f"<RateLimiter rate={self._rate:g}/{self._max_rate:g}/s granted={self.granted} "
             f"next_free_in={wait:.3f}s>"

@@ -30,14 +30,15 @@ from watcher.api import USER_AGENT, MetaStudioClient
 from watcher.config import DownloadPolicy, RunConfig
 from watcher.download import Finished, JobDownload, download_worker
 from watcher.errors import InputError, LedgerError, first_watcher_error
+from watcher.gate import ApiGate
 from watcher.inputs import Job, check_job_id
 from watcher.ledger import BatchSummary, Ledger, recover
 from watcher.lock import BatchLock, lock_paths
 from watcher.manifest import JobResult, ManifestFile, Tally, os_reason, write_all
 from watcher.naming import Namer
+from watcher.outage import Outage
 from watcher.poller import Poller, PollStats
 from watcher.progress import Snapshot
-from watcher.ratelimit import RateLimiter
 from watcher.resume import ResumeStats, remove_partials, unsettled
 from watcher.shard import Shard
 from watcher.sweeper import Sweeper
@@ -79,10 +80,10 @@ async def watch(
 
     Setting `stop` ends the run early: nothing more is admitted or polled, downloads already
     handed out finish (cancel the caller's scope to bound that), and jobs not final are left
-    unwritten for the next run. Raises AuthError (the run stopped; jobs not final were not
-    written), LedgerError (another run holds the batch, or the manifest or `--out` cannot be
-    used) and other WatcherErrors unwrapped from the task group, so callers see one exception,
-    not a group.
+    unwritten for the next run. Raises AuthError or OutageError (the run stopped; jobs not final
+    were not written), LedgerError (another run holds the batch, or the manifest or `--out`
+    cannot be used) and other WatcherErrors unwrapped from the task group, so callers see one
+    exception, not a group.
     """
     try:
         return await _watch(config, inputs, stop, hooks)
@@ -95,8 +96,8 @@ class _Tracker:
 
     WINDOW = 10.0  # seconds the request rate and cadence are averaged over
 
-    def __init__(self, poller: Poller, download: JobDownload, tally: Tally) -> None:
-        self._poller, self._download, self._tally = poller, download, tally
+    def __init__(self, poller: Poller, gate: ApiGate, download: JobDownload, tally: Tally) -> None:
+        self._poller, self._gate, self._download, self._tally = poller, gate, download, tally
         self._started = time.monotonic()
         # (time, requests, gaps, gap total) of recent snapshots, oldest first
         self._recent: deque[tuple[float, int, int, float]] = deque([(self._started, 0, 0, 0.0)])
@@ -130,7 +131,8 @@ class _Tracker:
             throttled=stats.throttled,
             input_done=input_done,
             eta_s=eta,
-            outage=self._download.storage.describe(),
+            outage=self._gate.outage.describe() or self._download.storage.describe(),
+            pause_s=self._gate.pause_left(),
         )
 
 
@@ -245,11 +247,16 @@ async def _watch_locked(
     try:
         async with api_session, download_session, anyio.create_task_group() as tg:
             client = MetaStudioClient(config.api, api_session)
-            # ShowAsyncTtsJob's limiter; the list call has its own
-            limiter = RateLimiter(config.poll.rate, headroom=config.poll.headroom)
-            poller = Poller(client, limiter, config.poll, finished_tx, results_tx.clone())
+            outage = Outage(
+                "the API",
+                timeout=config.poll.outage_timeout,
+                base=config.poll.outage_probe,
+                cap=30 * config.poll.outage_probe,  # probes at most every 30 s by default
+            )
+            gate = ApiGate(client, config.poll, outage)
+            poller = Poller(gate, config.poll, finished_tx, results_tx.clone())
             download = JobDownload(
-                download_session, poller.show, config.out_dir, config.download, random.Random()
+                download_session, gate.fresh, config.out_dir, config.download, random.Random()
             )
             tg.start_soon(write)
             async with finished_rx, results_tx:
@@ -258,11 +265,11 @@ async def _watch_locked(
                         download_worker, download, finished_rx.clone(), results_tx.clone()
                     )
             if hooks.on_progress is not None:
-                tg.start_soon(report, _Tracker(poller, download, tally), hooks.on_progress)
+                tracker = _Tracker(poller, gate, download, tally)
+                tg.start_soon(report, tracker, hooks.on_progress)
             helpers = []
             if config.poll.strategy != "single":
-                list_limiter = RateLimiter(config.poll.rate, headroom=config.poll.headroom)
-                helpers.append(Sweeper(client, list_limiter, poller, config.poll).run)
+                helpers.append(Sweeper(gate, poller, config.poll).run)
             await poller.run(todo, stop, tuple(helpers))
     finally:
         manifest.close()
