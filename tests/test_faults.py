@@ -53,6 +53,7 @@ async def test_transient_api_faults_are_retried_until_every_job_succeeds(
     assert sorted(r["job_id"] for r in lines) == [j.job_id for j in jobs]
     assert {r["status"] for r in lines} == {"SUCCEED"}
     assert summary.polls.retries > 0
+    assert summary.retries["poll"] == summary.polls.retries
     assert summary.polls.throttled > 0
 
 
@@ -105,9 +106,10 @@ async def test_short_downloads_are_retried_and_files_match_what_was_served(
     jobs = make_jobs(8)
     sim = sim_factory(jobs, faults=FaultPlan(short_download=0.3), seed=5)
     download = replace(FAST_DOWNLOADS, retry=replace(FAST_DOWNLOADS.retry, attempts=10))
-    await run_jobs(run_config(sim.url, tmp_path, download=download), *jobs)
+    summary = await run_jobs(run_config(sim.url, tmp_path, download=download), *jobs)
     lines = read_manifest(tmp_path)
     assert {r["status"] for r in lines} == {"SUCCEED"}
+    assert summary.retries["download"] > 0  # counted by kind for the summary
     for record in lines:
         _assert_files_match_disk(record, tmp_path)
         served = await _served_sha256(sim.url, record["job_id"])
@@ -126,6 +128,7 @@ async def test_refused_links_are_replaced_by_fresh_ones(sim_factory: Any, tmp_pa
     assert sim.sim.stats.count("ShowAsyncTtsJob") == summary.polls.requests
     refreshes = summary.polls.api.fresh
     assert refreshes > 0
+    assert summary.retries["fresh links"] > 0
 
 
 @pytest.mark.anyio

@@ -345,7 +345,7 @@ def _run(args: argparse.Namespace) -> int:
     stats = summary.polls
     counts = report.RunCounts(
         api_requests=stats.requests + stats.list_requests,
-        retries={"poll": stats.retries},
+        retries=summary.retries,
         throttled=stats.throttled,
         elapsed_s=time.monotonic() - started,
     )

@@ -61,6 +61,7 @@ class Sweeper:
         self._policy = policy
         self._rng = random.Random()
         self._failed_sweeps = 0
+        self.retries = 0  # list pages asked again after a fault of the list itself
 
     def window(self) -> tuple[float | None, float | None]:
         """The creation-time range (epoch seconds) that covers every listable pending job."""
@@ -139,6 +140,7 @@ class Sweeper:
                 if not exc.transient:
                     raise self._gate.list_failed(str(exc)) from exc
                 failures += 1
+                self.retries += 1
                 log.info("list page failed, will retry", error=str(exc), offset=offset)
                 await anyio.sleep(self._policy.retry.delay(failures, self._rng))
         self._failed_sweeps += 1

@@ -17,8 +17,8 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 import aiohttp
@@ -48,11 +48,13 @@ log = structlog.get_logger("watcher.watch")
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """What a run did: the manifest's tally, the poller's counts, what resuming skipped."""
+    """What a run did: the manifest's tally, the poller's counts, what resuming skipped, and
+    its retries by kind (poll, list page, download, fresh links)."""
 
     tally: Tally
     polls: PollStats
     resume: ResumeStats
+    retries: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def batch(self) -> BatchSummary:
@@ -267,13 +269,15 @@ async def _watch_locked(
             if hooks.on_progress is not None:
                 tracker = _Tracker(poller, gate, download, tally)
                 tg.start_soon(report, tracker, hooks.on_progress)
-            helpers = []
-            if config.poll.strategy != "single":
-                helpers.append(Sweeper(gate, poller, config.poll).run)
-            await poller.run(todo, stop, tuple(helpers))
+            sweeper = (
+                None if config.poll.strategy == "single" else Sweeper(gate, poller, config.poll)
+            )
+            await poller.run(todo, stop, () if sweeper is None else (sweeper.run,))
     finally:
         manifest.close()
-    return Summary(tally, poller.stats, resume)
+    retries = {"poll": poller.stats.retries, "list page": sweeper.retries if sweeper else 0}
+    retries.update(download.retries)
+    return Summary(tally, poller.stats, resume, retries)
 
 
 async def _as_items(
