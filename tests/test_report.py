@@ -16,7 +16,7 @@ import pytest
 
 from watcher.errors import ConfigError
 from watcher.ledger import read_manifest
-from watcher.manifest import ErrorInfo, JobResult, SavedFile
+from watcher.manifest import ErrorInfo, JobResult, SavedFile, Tally
 from watcher.report import (
     FailureGroup,
     Percentiles,
@@ -264,3 +264,12 @@ def test_wrong_shaped_lines_are_named_not_crashed_on(
     assert f"{path}:1: skipped: 'line' is not a whole number" in err
     assert f"{path}:2: skipped: file 'audio' is not an object" in err
     assert Report.from_path(str(path)).jobs == 1
+
+
+def test_the_end_of_run_table_groups_by_code_and_message_too() -> None:
+    """A run's own summary (from its Tally) splits one code by message, as `watcher report`."""
+    tally = Tally()
+    for i, message in enumerate(["voice gone", "voice gone", "text unreadable"]):
+        tally.add(JobResult(f"j{i}", "FAILED", error=ErrorInfo("FAILED", message)))
+    groups = {(g.code, g.message): g.count for g in Report.from_tally(tally).failures}
+    assert groups == {("FAILED", "voice gone"): 2, ("FAILED", "text unreadable"): 1}

@@ -151,14 +151,14 @@ class JobResult:
 @dataclass(slots=True)
 class Tally:
     """What the manifest received, for the run's summary and exit code: counts, the latency
-    figures, and per error code a count, the first message and the first few job ids."""
+    figures, and per (error code, message) a count and the first few job ids."""
 
     statuses: Counter[str] = field(default_factory=Counter)
     files: int = 0
     bytes: int = 0
     elapsed: list[float] = field(default_factory=list)
     polls: list[int] = field(default_factory=list)
-    failures: dict[str, tuple[int, str, list[str]]] = field(default_factory=dict)
+    failures: dict[tuple[str, str], tuple[int, list[str]]] = field(default_factory=dict)
 
     def add(self, result: JobResult) -> None:
         """Count one result."""
@@ -171,14 +171,11 @@ class Tally:
             self.polls.append(result.polls)
         if result.error is not None:
             label = result.job_id or f"{result.source}:{result.line}"
-            count, message, examples = self.failures.get(result.error.code, (0, "", []))
+            key = (result.error.code, result.error.message)
+            count, examples = self.failures.get(key, (0, []))
             if len(examples) < 3:
                 examples.append(label)
-            self.failures[result.error.code] = (
-                count + 1,
-                message or result.error.message,
-                examples,
-            )
+            self.failures[key] = (count + 1, examples)
 
     @property
     def all_succeeded(self) -> bool:

@@ -166,7 +166,7 @@ class Report:
         statuses.update(tally.statuses)
         groups = [
             FailureGroup(code, count, message, tuple(examples))
-            for code, (count, message, examples) in tally.failures.items()
+            for (code, message), (count, examples) in tally.failures.items()
         ]
         jobs = sum(tally.statuses.values())
         return cls(
