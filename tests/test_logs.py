@@ -11,6 +11,7 @@ import orjson
 import pytest
 import structlog
 from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
+from helpers import make_jobs, run_config, run_jobs
 
 from watcher import logs
 from watcher.cli import main
@@ -114,3 +115,16 @@ def test_console_logs_go_through_the_screen_and_json_logs_never_do() -> None:
     out.truncate()
     logs.configure(level="info", fmt="json", screen=screen)
     assert not out.getvalue()
+
+
+@pytest.mark.anyio
+async def test_a_clean_night_logs_no_line_per_job_at_info(sim_factory: Any, tmp_path: Path) -> None:
+    """Events about one job (seen SUCCEED, saved, FAILED by the API) are debug: a 70,000-job
+    night's info log holds the run's own events, not 70,000 lines; the manifest has each job."""
+    jobs = make_jobs(10)
+    sim = sim_factory(jobs, fail_percent=30)
+    with structlog.testing.capture_logs() as events:
+        await run_jobs(run_config(sim.url, tmp_path), *jobs)
+    per_job = [e for e in events if "job_id" in e]
+    assert per_job  # the events exist, at debug
+    assert {e["log_level"] for e in per_job} == {"debug"}, per_job

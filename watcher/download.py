@@ -162,7 +162,7 @@ class JobDownload:
                 except Unanswered as exc:
                     if (self.storage.down or not counted) and self.storage.failed():
                         # storage is down for everyone: the try is not this file's to count
-                        log.info("storage unreachable", job_id=job_id, file=kind, reason=str(exc))
+                        log.debug("storage unreachable", job_id=job_id, file=kind, reason=str(exc))
                         continue
                     counted = True
                     raise
@@ -180,7 +180,7 @@ class JobDownload:
                 delay = 0.0 if stale else self.policy.retry.delay(attempt, self.rng)
                 if isinstance(exc, Throttled) and exc.retry_after is not None:
                     delay = max(delay, exc.retry_after)
-                log.info(
+                log.debug(
                     "download failed, will retry",
                     job_id=job_id,
                     file=kind,

@@ -348,7 +348,7 @@ class Poller:
             self.stats.retries += 1
             delay = max(self._policy.cadence, self._policy.retry.delay(w.errors, self._rng))
             reason = cut(str(exc))
-            log.info("poll failed, will retry", job_id=w.job_id, error=reason, retry_in_s=delay)
+            log.debug("poll failed, will retry", job_id=w.job_id, error=reason, retry_in_s=delay)
             self._push(w, self.clock() + delay)
             return
         if isinstance(exc, ApiError):
@@ -411,6 +411,16 @@ class Poller:
 
     async def conclude(self, w: Watched, status: str, error: ErrorInfo) -> None:
         """Write a final line for a job that will not be downloaded."""
-        log.info("job final", job_id=w.job_id, status=status, code=error.code, polls=w.polls)
+        # FAILED is the API's answer (the manifest has it: debug); ERROR and TIMEOUT are ours and
+        # worth a look (warning), with the reason.
+        emit = log.debug if status == "FAILED" else log.warning
+        emit(
+            "job final",
+            job_id=w.job_id,
+            status=status,
+            code=error.code,
+            reason=error.message,
+            polls=w.polls,
+        )
         result = w.result(status, now=self.clock(), now_at=self.wall_clock(), error=error)
         await self._hand_off(w, self._results.send(result))

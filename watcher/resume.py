@@ -85,7 +85,7 @@ async def unsettled(
             stats.skip(result.status)
             continue
         stats.rewatched += 1
-        log.info("watching again", job_id=item.job_id, previous=result.status)
+        log.debug("watching again", job_id=item.job_id, previous=result.status)
         yield item
 
 

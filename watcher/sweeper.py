@@ -192,6 +192,6 @@ class Sweeper:
             if w.listable and w.job_id not in seen and w.admitted < began:
                 w.sweeps_missed += 1
                 if w.sweeps_missed >= MISSES_BEFORE_SINGLE:
-                    log.info("not in the list; polling it singly", job_id=w.job_id)
+                    log.debug("not in the list; polling it singly", job_id=w.job_id)
                     poller.poll_singly(w)
         return True
