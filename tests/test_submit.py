@@ -17,6 +17,7 @@ from conftest import TEST_AK as AK
 from conftest import TEST_PROJECT_ID as PROJECT
 from conftest import TEST_SK as SK
 
+from watcher.cli import main
 from watcher.errors import ConfigError, InputError, ThrottledError, TransportError
 from watcher.inputs import parse_line
 from watcher.ratelimit import RateLimiter
@@ -162,10 +163,8 @@ def test_refused_credentials_stop_at_once_with_exit_2(
     wrong = "wrong-secret-key-0000000000000000000000"
     env.setenv("HUAWEICLOUD_SDK_SK", wrong)
     texts = _texts(tmp_path / "t.jsonl", *({"text": f"line {i}"} for i in range(40)))
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
     args = [str(texts), "--voice-asset-id", VOICE, "--endpoint", sim.url, "--rate", "50"]
-    assert run(parser.parse_args(args)) == 2
+    assert main(["submit", *args]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "authentication failed" in captured.err and "APIGW.0301" in captured.err

@@ -1,9 +1,11 @@
 """Job ids from files or stdin, as validated `Job` records, streamed as they arrive.
 
 A line is a JSON object with a `job_id` (its other fields are kept as `meta`), or a bare job id.
-Blank lines and `#` comments are skipped. A bad line becomes an `InputError` naming its source and
-line number; it never stops the stream. Job ids are restricted to `[A-Za-z0-9_-]{1,128}`, because
-they become file names under `--out`.
+Blank lines and `#` comments are skipped; a UTF-8 byte-order mark before the first line is
+dropped. A bad line becomes an `InputError` naming its source and line number; it never stops the
+stream. Job ids are restricted to `[A-Za-z0-9_-]{1,128}`, because they become file names under
+`--out`. An input is any readable file, FIFO or `/dev/fd/N` (`watcher run <(cat ids.txt)`); a
+closed stdin (`0<&-`) is an empty input; an idle terminal on stdin is told how to end it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import io
 import os
 import queue
 import re
+import stat
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -22,12 +25,42 @@ from typing import IO, Any
 import anyio
 import anyio.to_thread
 import orjson
+import structlog
 
-from watcher.errors import InputError
+from watcher.errors import ConfigError, InputError
+
+log = structlog.get_logger("watcher.inputs")
 
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 MAX_LINE_BYTES = 64 * 1024
 CHUNK_BYTES = 64 * 1024
+BOM = b"\xef\xbb\xbf"
+# A person who typed `watcher run` at a terminal and sees nothing is told this after HINT_AFTER s.
+HINT_AFTER = 2.0
+TERMINAL_HINT = (
+    "watcher: reading job ids from the terminal, one per line; end with Ctrl-D "
+    "(or give a file: watcher run ids.txt)"
+)
+
+
+def check_inputs(paths: Sequence[str]) -> None:
+    """ConfigError unless each path (`-`: stdin, at most once) can be read as an input: a regular
+    file, a FIFO, a character device or `/dev/fd/N`; a directory is named as one."""
+    if list(paths).count("-") > 1:
+        raise ConfigError("'-' (stdin) can be given only once")
+    for path in paths:
+        if path == "-":
+            continue
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise ConfigError(f"input {path!r}: no such file") from None
+        except OSError as exc:
+            raise ConfigError(f"input {path!r}: {exc.strerror}") from None
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"input {path!r} is a directory: give the files in it")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"input {path!r}: permission denied")
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,20 +207,40 @@ class _StdinReader:
 
 
 async def stream_lines(
-    stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES, *, stdin: bool = False
+    stream: IO[bytes],
+    max_line_bytes: int = MAX_LINE_BYTES,
+    *,
+    stdin: bool = False,
+    hint: Callable[[], None] | None = None,
+    hint_after: float = HINT_AFTER,
 ) -> AsyncIterator[tuple[int, bytes | None]]:
     """(line number, bytes without the newline) of each line, as soon as it is complete; an
-    over-long line comes as None. Reads happen in threads (`read1`: whatever has arrived)."""
+    over-long line comes as None. Reads happen in threads (`read1`: whatever has arrived).
+    With `hint`, it is called once if the first `hint_after` seconds bring no byte."""
     if stdin:
         read = _StdinReader(stream).read
     else:
         read1 = getattr(stream, "read1", stream.read)
         read = partial(anyio.to_thread.run_sync, read1, CHUNK_BYTES, abandon_on_cancel=True)
     feed = _split_lines(max_line_bytes)
+    first: bytes | None = None
+    if hint is not None:  # a timer beside the read: cancelling a threaded read could lose bytes
+        async with anyio.create_task_group() as tg:
+
+            async def later() -> None:
+                await anyio.sleep(hint_after)
+                hint()
+
+            tg.start_soon(later)
+            first = await read()
+            tg.cancel_scope.cancel()
     while True:
-        chunk: bytes = await read()
-        for line in feed(chunk):
-            yield line
+        chunk: bytes = first if first is not None else await read()
+        first = None
+        for number, raw in feed(chunk):
+            if number == 1 and raw is not None and raw.startswith(BOM):
+                raw = raw[len(BOM) :]
+            yield number, raw
         if not chunk:
             return
 
@@ -198,7 +251,12 @@ async def read_lines(
     """(source, line number, bytes) of each line of each path in turn (`-` or none: stdin)."""
     for path in paths or ["-"]:
         if path == "-":
-            async for number, raw in stream_lines(sys.stdin.buffer, max_line_bytes, stdin=True):
+            if sys.stdin is None:  # closed (`0<&-`): nothing to read
+                continue
+            hint = _terminal_hint if sys.stdin.isatty() else None
+            async for number, raw in stream_lines(
+                sys.stdin.buffer, max_line_bytes, stdin=True, hint=hint
+            ):
                 yield "<stdin>", number, raw
             continue
         with open(path, "rb") as stream:  # noqa: ASYNC230 - opening is instant; reads are threaded
@@ -213,8 +271,40 @@ async def read_stream(stream: IO[bytes], source: str) -> AsyncIterator[Job | Inp
             yield item
 
 
+def _terminal_hint() -> None:
+    if sys.stderr is not None:
+        print(TERMINAL_HINT, file=sys.stderr, flush=True)
+
+
+class _Duplicates:
+    """Notices a job id seen again with other meta: the first line's meta is the one kept, so
+    the later line is named beside it in a warning (same meta: the poller's info line says it)."""
+
+    __slots__ = ("_first",)
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[str, int, int]] = {}
+
+    def check(self, job: Job) -> None:
+        try:
+            fingerprint = hash(orjson.dumps(job.meta, option=orjson.OPT_SORT_KEYS))
+        except orjson.JSONEncodeError:
+            fingerprint = hash(repr(job.meta))
+        first = self._first.setdefault(job.job_id, (job.source, job.line, fingerprint))
+        if first[2] != fingerprint:
+            log.warning(
+                "job id seen again with different meta; the first line's is kept",
+                job_id=job.job_id,
+                first=f"{first[0]}:{first[1]}",
+                again=f"{job.source}:{job.line}",
+            )
+
+
 async def read_inputs(paths: Sequence[str]) -> AsyncIterator[Job | InputError]:
     """Jobs and bad lines from each path in turn (`-` is stdin; no paths means stdin)."""
+    duplicates = _Duplicates()
     async for source, number, raw in read_lines(paths):
         if (item := _decode(source, number, raw)) is not None:
+            if isinstance(item, Job):
+                duplicates.check(item)
             yield item

@@ -4,15 +4,20 @@ Every option of a subcommand can be set in each place under its flag's name: `--
 4`, `WATCHER_DOWNLOAD_WORKERS=4`, or `download-workers = 4` (or `download_workers`) in the file
 given by `--config` / `WATCHER_CONFIG`, in a `[run]` table or at the top level. Values from the
 environment and the file go through the same type checks as flags, and an error names where the
-bad value came from. Credentials are never settings: they have their own variables (see
-`credentials.py`). `origins` tells where each effective value came from, for `watcher config`.
+bad value came from (the flag, the variable, `--config FILE` or `WATCHER_CONFIG=FILE`). An unknown
+key or table in the file is an error; an unknown `WATCHER_*` variable a warning (see
+`unknown_variables`). Exclusive options (`--endpoint` / `--region`) are resolved across the
+layers: the highest layer that sets either wins. Credentials are never settings: they have their
+own variables (see `credentials.py`). `origins` tells where each effective value came from, for
+`watcher config`.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,19 +62,63 @@ def _convert(action: argparse.Action, value: object, origin: str) -> object:
     return converted
 
 
-def read_file(path: Path) -> dict[str, Any]:
-    """The settings in a TOML file: its `[run]` table, else its top-level values."""
+def read_file(path: Path, origin: str | None = None) -> dict[str, Any]:
+    """The settings in a TOML file: its `[run]` table, else its top-level values.
+
+    `origin` is how errors name the file (`--config FILE`, `WATCHER_CONFIG=FILE`). A table other
+    than `[run]`, or values both in `[run]` and outside it, are refused by name: a misspelt
+    `[runn]` must not be ignored.
+    """
+    origin = origin or f"--config {path}"
     try:
         with path.open("rb") as f:
             doc = tomllib.load(f)
+    except IsADirectoryError:
+        raise ConfigError(f"{origin}: is a directory, not a TOML file") from None
     except OSError as exc:
-        raise ConfigError(f"--config {path}: {exc.strerror}") from exc
+        raise ConfigError(f"{origin}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"--config {path}: not valid TOML: {exc}") from exc
-    table = doc.get("run", doc)
-    if not isinstance(table, dict):
-        raise ConfigError(f"--config {path}: [run] must be a table")
-    return {k: v for k, v in table.items() if not isinstance(v, dict)}
+        raise ConfigError(f"{origin}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{origin}: not UTF-8 (byte {exc.start + 1})") from exc
+    tables = sorted(k for k, v in doc.items() if isinstance(v, dict) and k != "run")
+    if tables:
+        raise ConfigError(
+            f"{origin}: unknown table {', '.join(f'[{t}]' for t in tables)}; "
+            "settings go in [run] (or at the top level)"
+        )
+    if "run" not in doc:
+        return doc
+    if not isinstance(doc["run"], dict):
+        raise ConfigError(f"{origin}: [run] must be a table")
+    if outside := sorted(k for k in doc if k != "run"):
+        raise ConfigError(f"{origin}: {', '.join(map(repr, outside))} outside [run]")
+    table: dict[str, Any] = doc["run"]
+    if nested := sorted(k for k, v in table.items() if isinstance(v, dict)):
+        raise ConfigError(f"{origin}: unknown table {', '.join(f'[run.{t}]' for t in nested)}")
+    return table
+
+
+# Options that say the same thing two ways: the highest layer that sets one of them wins, and
+# the other is dropped (`WATCHER_ENDPOINT=x watcher run --region cn-east-3` talks to cn-east-3).
+EXCLUSIVE = (("endpoint", "region"),)
+# Variables the watcher reads that are not flags of `watcher run`.
+OTHER_VARIABLES = frozenset({"WATCHER_CONFIG", "WATCHER_DEBUG"})
+RANK = {"flag": 0, "variable": 1, "file": 2, "default": 3}
+
+
+def unknown_variables(env: Mapping[str, str], known: set[str]) -> list[str]:
+    """Warnings for the `WATCHER_*` variables that are no setting, each with a likely meant one.
+
+    Warnings, not errors: a Kubernetes Service named `watcher` puts WATCHER_PORT and
+    WATCHER_SERVICE_HOST into every pod of its namespace, and that must not stop a run.
+    """
+    warnings = []
+    for name in sorted(n for n in env if n.startswith("WATCHER_") and n not in known):
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{name} is not a setting of watcher run, ignored{hint}")
+    return warnings
 
 
 def apply(
@@ -77,33 +126,67 @@ def apply(
     args: argparse.Namespace,
     argv: Sequence[str],
     env: Mapping[str, str],
+    warn: Callable[[str], None] = lambda message: None,
 ) -> dict[str, str]:
     """Fill `args` from the environment and the config file where no flag was given.
 
     Returns where each option's value came from ("flag", "WATCHER_X", "file.toml", "default").
-    ConfigError names a bad value's origin, or an unknown key in the file.
+    ConfigError names a bad value's origin, an unknown key or table in the file, or two exclusive
+    options set in the same place; `warn` hears of unknown `WATCHER_*` variables.
     """
     options = _options(parser)
     given = given_on_command_line(parser, argv)
-    path = getattr(args, "config", None) or env.get("WATCHER_CONFIG")
-    file_values = read_file(Path(path)) if path else {}
     by_key = {a.dest: a for a in options}
+    for message in unknown_variables(
+        env, {f"WATCHER_{dest.upper()}" for dest in by_key} | OTHER_VARIABLES
+    ):
+        warn(message)
+    flag_path = getattr(args, "config", None)
+    path = flag_path or env.get("WATCHER_CONFIG")
+    origin = f"--config {path}" if flag_path else f"WATCHER_CONFIG={path}"
+    file_values = read_file(Path(path), origin) if path else {}
     for key in file_values:
         if key.replace("-", "_") not in by_key:
-            raise ConfigError(f"--config {path}: unknown setting {key!r}")
+            names = [k.replace("_", "-") for k in by_key]
+            close = difflib.get_close_matches(key.replace("_", "-"), names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{origin}: unknown setting {key!r}{hint}")
     file_values = {k.replace("-", "_"): v for k, v in file_values.items()}
     origins: dict[str, str] = {}
+    layers: dict[str, str] = {}
     for action in options:
         dest = action.dest
         env_name = f"WATCHER_{dest.upper()}"
         if dest in given:
-            origins[dest] = "flag"
+            origins[dest], layers[dest] = "flag", "flag"
         elif env_name in env:
             setattr(args, dest, _convert(action, env[env_name], env_name))
-            origins[dest] = env_name
+            origins[dest], layers[dest] = env_name, "variable"
         elif dest in file_values:
-            setattr(args, dest, _convert(action, file_values[dest], f"{path}: {dest}"))
-            origins[dest] = str(path)
+            setattr(args, dest, _convert(action, file_values[dest], f"{origin}: {dest}"))
+            origins[dest], layers[dest] = str(path), "file"
         else:
-            origins[dest] = "default"
+            origins[dest], layers[dest] = "default", "default"
+    for pair in EXCLUSIVE:
+        _resolve(pair, args, origins, layers)
     return origins
+
+
+def _resolve(
+    pair: Sequence[str], args: argparse.Namespace, origins: dict[str, str], layers: dict[str, str]
+) -> None:
+    """Keep the member of an exclusive pair set in the highest layer; drop the other."""
+    present = [dest for dest in pair if dest in layers]
+    if len(present) < 2:
+        return
+    best = min(RANK[layers[dest]] for dest in present)
+    winners = [dest for dest in present if RANK[layers[dest]] == best]
+    if best == RANK["default"]:
+        return
+    if len(winners) > 1:
+        where = " and ".join(dict.fromkeys(origins[dest] for dest in winners))
+        raise ConfigError(f"{where}: give only one of {' and '.join(winners)}")
+    for dest in present:
+        if dest != winners[0]:
+            setattr(args, dest, None)
+            origins[dest] = f"overridden by {origins[winners[0]]}"
