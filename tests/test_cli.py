@@ -294,7 +294,7 @@ def _cli(
     read_fd, write_fd = os.pipe()
     os.close(read_fd)
     try:
-        return subprocess.run(
+        return subprocess.run(  # noqa: S603 - our own interpreter and arguments
             [sys.executable, "-m", "watcher", *argv],
             stdout=write_fd,
             stderr=subprocess.PIPE,
@@ -349,7 +349,7 @@ def test_a_closed_stdin_is_an_empty_run(tmp_path: Path) -> None:
     """`watcher run 0<&-`: exit 4 with a warning, no AttributeError."""
     env = _process_env(tmp_path)
     argv = '"$0" -m watcher run --endpoint http://127.0.0.1:9 --quiet --out o 0<&-'
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 - a fixed command line
         ["/bin/sh", "-c", argv, sys.executable],
         capture_output=True,
         env=env,
