@@ -31,7 +31,7 @@ from watcher.api import USER_AGENT, MetaStudioClient
 from watcher.config import DownloadPolicy, RunConfig
 from watcher.download import Finished, JobDownload, download_worker
 from watcher.errors import InputError
-from watcher.exits import unwrap
+from watcher.exits import leaves, unwrap
 from watcher.inputs import Job, check_job_id
 from watcher.manifest import JobResult, Previous, Tally, open_manifest, recover, write_all
 from watcher.naming import Namer
@@ -311,6 +311,8 @@ class Watcher:
         try:
             return await self._tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
+            if exc is not None and list(leaves(group)) == [exc]:
+                return False  # the block's own exception, as it was raised
             raise unwrap(group) from None
 
     async def watch(
