@@ -289,11 +289,11 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if terminal is not None:
             terminal.close()
-    if summary is not None and inputs.read == 0:
-        log.warning("no job in the input", inputs=args.inputs or ["-"])
+    if summary is not None and inputs.read == 0:  # exits.py says it as a warning, exit 4
+        where = ", ".join(args.inputs) or "stdin"
         raise NoJobsError(
-            "the input held no job (an empty file, or a submitter that printed nothing); "
-            "exit 4 so that a script notices"
+            f"no job in the input ({where}): an empty file, a closed stdin, or a submitter "
+            "that printed nothing"
         )
     if summary is None:
         print(
