@@ -324,7 +324,7 @@ def _dispatch(
     subparsers: Mapping[str, argparse.ArgumentParser],
 ) -> int:
     if args.command in ("run", "config"):
-        origins = apply(subparsers[args.command], args, argv, os.environ, warn=_warn)
+        origins = apply(add_run_arguments, args, argv, os.environ, warn=_warn)
         return _run(args) if args.command == "run" else _show_config(args, origins)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "sim": sim_cli.run,

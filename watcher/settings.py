@@ -26,40 +26,61 @@ from watcher.errors import ConfigError
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off", ""})
 NOT_SETTINGS = frozenset({"help", "config", "version"})
+_UNSET = object()
 
 
-def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
-    return [a for a in parser._actions if a.option_strings and a.dest not in NOT_SETTINGS]
+class Options:
+    """The settings of one command, learnt from its flags through public argparse calls only.
 
+    `add_arguments` adds the command's flags to a parser; each option `--some-name` (dest
+    `some_name`) is a setting, a switch when its default is False. Values from the environment
+    or a file are converted by parsing `--some-name=VALUE`, so they get the very checks a flag
+    gets.
+    """
 
-def given_on_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
-    """The destinations of the options that `argv` sets (the parser must not allow abbrevs)."""
-    given = set()
-    for word in argv:
-        if word == "--":
-            break
-        if word.startswith("--"):
-            action = parser._option_string_actions.get(word.split("=", 1)[0])
-            if action is not None:
-                given.add(action.dest)
-    return given
+    __slots__ = ("_parser", "dests", "switches")
 
+    def __init__(self, add_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._parser = argparse.ArgumentParser(
+            add_help=False, allow_abbrev=False, exit_on_error=False
+        )
+        add_arguments(self._parser)
+        defaults = vars(self._parser.parse_known_args([])[0])
+        # in the order of the flags, which is how `watcher config` lists them
+        self.dests = tuple(d for d in defaults if d not in NOT_SETTINGS and self._is_option(d))
+        self.switches = frozenset(d for d in self.dests if defaults[d] is False)
 
-def _convert(action: argparse.Action, value: object, origin: str) -> object:
-    if action.nargs == 0:  # a switch such as --insecure
-        text = str(value).strip().lower()
-        if isinstance(value, bool) or text in TRUE | FALSE:
-            return value if isinstance(value, bool) else text in TRUE
-        raise ConfigError(f"{origin}: expected true or false, not {value!r}")
-    text = str(value)
-    try:
-        converted = action.type(text) if callable(action.type) else text
-    except (argparse.ArgumentTypeError, ValueError) as exc:
-        raise ConfigError(f"{origin}: {exc}") from None
-    if action.choices is not None and converted not in action.choices:
-        choices = ", ".join(map(str, action.choices))
-        raise ConfigError(f"{origin}: {value!r} is not one of {choices}")
-    return converted
+    @staticmethod
+    def flag(dest: str) -> str:
+        """The flag that sets `dest`."""
+        return "--" + dest.replace("_", "-")
+
+    def _is_option(self, dest: str) -> bool:
+        try:
+            _, unknown = self._parser.parse_known_args([f"{self.flag(dest)}=x"])
+        except argparse.ArgumentError:  # a switch given a value, or "x" of the wrong type
+            return True
+        return not unknown
+
+    def given(self, argv: Sequence[str]) -> set[str]:
+        """The settings that `argv` (the command's own words, already checked) sets."""
+        namespace = argparse.Namespace(**dict.fromkeys(self.dests, _UNSET))
+        self._parser.parse_known_args(list(argv), namespace)
+        return {d for d in self.dests if getattr(namespace, d) is not _UNSET}
+
+    def convert(self, dest: str, value: object, origin: str) -> object:
+        """`value` (a string, or a TOML value) as the flag would take it; ConfigError names
+        `origin`."""
+        if dest in self.switches:  # a switch such as --insecure
+            text = str(value).strip().lower()
+            if isinstance(value, bool) or text in TRUE | FALSE:
+                return value if isinstance(value, bool) else text in TRUE
+            raise ConfigError(f"{origin}: expected true or false, not {value!r}")
+        try:
+            parsed, _ = self._parser.parse_known_args([f"{self.flag(dest)}={value}"])
+        except argparse.ArgumentError as exc:
+            raise ConfigError(f"{origin}: {exc.message}") from None
+        return getattr(parsed, dest)
 
 
 def read_file(path: Path, origin: str | None = None) -> dict[str, Any]:
@@ -122,7 +143,7 @@ def unknown_variables(env: Mapping[str, str], known: set[str]) -> list[str]:
 
 
 def apply(
-    parser: argparse.ArgumentParser,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
     args: argparse.Namespace,
     argv: Sequence[str],
     env: Mapping[str, str],
@@ -130,13 +151,16 @@ def apply(
 ) -> dict[str, str]:
     """Fill `args` from the environment and the config file where no flag was given.
 
+    `add_arguments` adds the command's flags to a parser; `argv` is the whole command line.
+
     Returns where each option's value came from ("flag", "WATCHER_X", "file.toml", "default").
     ConfigError names a bad value's origin, an unknown key or table in the file, or two exclusive
     options set in the same place; `warn` hears of unknown `WATCHER_*` variables.
     """
-    options = _options(parser)
-    given = given_on_command_line(parser, argv)
-    by_key = {a.dest: a for a in options}
+    options = Options(add_arguments)
+    words = list(argv)
+    given = options.given(words[words.index(args.command) + 1 :] if args.command in words else [])
+    by_key = options.dests
     for message in unknown_variables(
         env, {f"WATCHER_{dest.upper()}" for dest in by_key} | OTHER_VARIABLES
     ):
@@ -154,16 +178,15 @@ def apply(
     file_values = {k.replace("-", "_"): v for k, v in file_values.items()}
     origins: dict[str, str] = {}
     layers: dict[str, str] = {}
-    for action in options:
-        dest = action.dest
+    for dest in options.dests:
         env_name = f"WATCHER_{dest.upper()}"
         if dest in given:
             origins[dest], layers[dest] = "flag", "flag"
         elif env_name in env:
-            setattr(args, dest, _convert(action, env[env_name], env_name))
+            setattr(args, dest, options.convert(dest, env[env_name], env_name))
             origins[dest], layers[dest] = env_name, "variable"
         elif dest in file_values:
-            setattr(args, dest, _convert(action, file_values[dest], f"{origin}: {dest}"))
+            setattr(args, dest, options.convert(dest, file_values[dest], f"{origin}: {dest}"))
             origins[dest], layers[dest] = str(path), "file"
         else:
             origins[dest], layers[dest] = "default", "default"
