@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from watcher.auth import AkSk
@@ -208,6 +208,7 @@ def _check(
             except SystemExit as exc:  # argparse: usage errors are 2, --help 0
                 code = exc.code if isinstance(exc.code, int) else 2
             captured = capsys.readouterr()
+            event(f"{argv[0]} exit {code}")  # --hypothesis-show-statistics: how far they got
             assert code in CODES, (argv, code, captured.err)
             assert "Traceback" not in captured.err, captured.err
             assert "internal error" not in captured.err, captured.err  # a bug, however caught
@@ -222,6 +223,7 @@ def _check(
     toml=TOML_FILES,
     lines=JOB_LINES,
     from_stdin=st.booleans(),
+    previous=MANIFEST_LINES,
 )
 def test_run(
     monkeypatch: pytest.MonkeyPatch,
@@ -232,13 +234,19 @@ def test_run(
     toml: str | None,
     lines: list[str],
     from_stdin: bool,
+    previous: list[str],
 ) -> None:
-    """`watcher run` against the simulator with generated flags, settings and input lines."""
+    """`watcher run` against the simulator with generated flags, settings, input lines and the
+    lines of an earlier manifest to resume from."""
     data = "".join(line + "\n" for line in lines)
     config = ["--config", "w.toml"] if toml is not None else []
     inputs = [] if from_stdin else ["ids.txt"]
     argv = ["run", *inputs, *flags, *config, "--endpoint", sim_url, "--out", "out", *FAST]
-    files = {"ids.txt": data, "w.toml": toml}
+    files = {
+        "ids.txt": data,
+        "w.toml": toml,
+        "out/manifest.jsonl": "".join(f"{x}\n" for x in previous),
+    }
     _check(monkeypatch, capsys, argv, env, files, data.encode() if from_stdin else b"")
 
 
