@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import pytest
 import structlog
 
@@ -210,3 +211,27 @@ async def test_a_job_id_again_with_other_meta_is_a_warning_naming_both_lines(
     warnings = [e for e in logs if e["log_level"] == "warning"]
     assert len(warnings) == 1
     assert warnings[0]["first"] == f"{path}:1" and warnings[0]["again"] == f"{path}:3"
+
+
+@pytest.mark.anyio
+async def test_a_fifo_nobody_writes_to_yet_leaves_the_loop_free(tmp_path: Path) -> None:
+    """Opening a FIFO blocks until a writer comes: it happens off the event loop, so the run
+    goes on meanwhile and reads the lines once they come."""
+    fifo = tmp_path / "ids.fifo"
+    os.mkfifo(fifo)
+    got: list[str] = []
+
+    async def consume() -> None:
+        async for item in read_inputs([str(fifo)]):
+            got.append(getattr(item, "job_id", "?"))
+
+    def write() -> None:
+        with open(fifo, "wb") as writer:
+            writer.write(b"late\n")
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await anyio.sleep(0.01)  # never returns if opening the FIFO held the loop
+            await anyio.to_thread.run_sync(write)
+    assert got == ["late"]

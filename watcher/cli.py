@@ -318,11 +318,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if summary.tally.all_succeeded else 1
 
 
-def _dispatch(
-    args: argparse.Namespace,
-    argv: Sequence[str],
-    subparsers: Mapping[str, argparse.ArgumentParser],
-) -> int:
+def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.command in ("run", "config"):
         origins = apply(add_run_arguments, args, argv, os.environ, warn=_warn)
         return _run(args) if args.command == "run" else _show_config(args, origins)
@@ -347,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:  # the subcommand's usage, not the top level's, says what it takes
         subparsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        return _dispatch(args, argv, subparsers)
+        return _dispatch(args, argv)
     except SystemExit:
         raise
     except BaseException as exc:  # the one place every error becomes an exit code

@@ -163,33 +163,42 @@ def _decode(source: str, number: int, raw: bytes | None) -> Job | InputError | N
         return exc
 
 
-class _StdinReader:
-    """Reads stdin in a daemon thread and hands the chunks over through a small queue.
+class _PipeReader:
+    """Reads stdin, or a pipe it opens itself (a FIFO, `/dev/fd/N`), in a daemon thread and hands
+    the chunks over through a small queue.
 
-    A read on an idle stdin can block for hours; in a daemon thread, and on the raw descriptor
-    (no buffer lock), it never keeps the process from exiting on a signal. Only for stdin: the
-    thread may outlive the run, and a descriptor we close could be reused by a socket meanwhile.
+    A read on an idle pipe can block for hours, and so can opening a FIFO no one writes to yet;
+    in a daemon thread, and on the raw descriptor (no buffer lock), neither keeps the process from
+    exiting on a signal. The thread may outlive the run: it never closes stdin (a descriptor we
+    close could be reused by a socket meanwhile), and closes a pipe it opened only at its end.
     Each chunk is what one read returned, so a line a submitter prints now is seen now.
     """
 
     __slots__ = ("_queue",)
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, source: IO[bytes] | str) -> None:
         self._queue: queue.Queue[bytes | OSError] = queue.Queue(maxsize=4)
-        try:
-            fd = stream.fileno()
-            read: Callable[[int], bytes] = partial(os.read, fd)
-        except (OSError, AttributeError, io.UnsupportedOperation):
-            read = getattr(stream, "read1", stream.read)
-        threading.Thread(target=self._pump, args=(read,), name="watcher-input", daemon=True).start()
+        threading.Thread(
+            target=self._pump, args=(source,), name="watcher-input", daemon=True
+        ).start()
 
-    def _pump(self, read: Callable[[int], bytes]) -> None:
+    def _pump(self, source: IO[bytes] | str) -> None:
         try:
-            while chunk := read(CHUNK_BYTES):
-                self._queue.put(chunk)
+            if isinstance(source, str):
+                with open(source, "rb", buffering=0) as stream:
+                    self._pump_from(partial(os.read, stream.fileno()))
+                return
+            try:
+                read: Callable[[int], bytes] = partial(os.read, source.fileno())
+            except (OSError, AttributeError, io.UnsupportedOperation):
+                read = getattr(source, "read1", source.read)
+            self._pump_from(read)
         except OSError as exc:
             self._queue.put(exc)
-            return
+
+    def _pump_from(self, read: Callable[[int], bytes]) -> None:
+        while chunk := read(CHUNK_BYTES):
+            self._queue.put(chunk)
         self._queue.put(b"")
 
     async def read(self) -> bytes:
@@ -207,7 +216,7 @@ class _StdinReader:
 
 
 async def stream_lines(
-    stream: IO[bytes],
+    stream: IO[bytes] | str,
     max_line_bytes: int = MAX_LINE_BYTES,
     *,
     stdin: bool = False,
@@ -216,9 +225,11 @@ async def stream_lines(
 ) -> AsyncIterator[tuple[int, bytes | None]]:
     """(line number, bytes without the newline) of each line, as soon as it is complete; an
     over-long line comes as None. Reads happen in threads (`read1`: whatever has arrived).
-    With `hint`, it is called once if the first `hint_after` seconds bring no byte."""
-    if stdin:
-        read = _StdinReader(stream).read
+    `stream` may be a path (a pipe, opened in the reading thread); `stdin` and a path are read
+    in a daemon thread. With `hint`, it is called once if the first `hint_after` seconds bring
+    no byte."""
+    if stdin or isinstance(stream, str):
+        read = _PipeReader(stream).read
     else:
         read1 = getattr(stream, "read1", stream.read)
         read = partial(anyio.to_thread.run_sync, read1, CHUNK_BYTES, abandon_on_cancel=True)
@@ -259,7 +270,11 @@ async def read_lines(
             ):
                 yield "<stdin>", number, raw
             continue
-        with open(path, "rb") as stream:  # noqa: ASYNC230 - opening is instant; reads are threaded
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe: may block, read in a daemon thread
+            async for number, raw in stream_lines(path, max_line_bytes):
+                yield path, number, raw
+            continue
+        with open(path, "rb") as stream:  # noqa: ASYNC230 - opening a file is instant
             async for number, raw in stream_lines(stream, max_line_bytes):
                 yield path, number, raw
 

@@ -76,7 +76,7 @@ async def watch(
     handed out finish (cancel the caller's scope to bound that), and jobs not final are left
     unwritten for the next run. Raises AuthError (the run stopped; jobs not final were not
     written) and other WatcherErrors unwrapped from the task group, so callers see one
-    exception, not a group.
+    exception, not a group; when anything else was raised too, the group (`exits.unwrap`).
     """
     try:
         return await _watch(config, inputs, stop, hooks)
