@@ -62,7 +62,7 @@ class DefaultsHelp(argparse.HelpFormatter):
         default = action.default
         if (
             "default" in text
-            or "%(default)" in text
+            or f"({default})" in text  # already says it its own way: "text table or JSON (text)"
             or default in (None, False, argparse.SUPPRESS)
             or default == []
             or not action.option_strings
