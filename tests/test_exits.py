@@ -62,18 +62,17 @@ def test_a_group_of_expected_errors_speaks_with_the_first() -> None:
 
 
 def test_a_closed_stdout_is_quiet_however_it_is_wrapped() -> None:
-    """BrokenPipeError, bare, in a group or as the cause of a LedgerError: 141 and no message."""
+    """BrokenPipeError, bare, beside another expected error or as the cause of a LedgerError:
+    141 and no message; beside an unexpected error, that one is not hidden."""
     try:
         raise LedgerError("manifest -: Broken pipe") from BrokenPipeError(32, "Broken pipe")
     except LedgerError as wrapped:
         ledger = wrapped
-    for exc in (
-        BrokenPipeError(),
-        ExceptionGroup("tg", [TypeError("x"), BrokenPipeError()]),
-        ledger,
-    ):
+    beside = ExceptionGroup("tg", [ConfigError("x"), BrokenPipeError()])
+    for exc in (BrokenPipeError(), beside, ledger):
         assert outcome(exc).code == PIPE_CLOSED and outcome(exc).message is None
     assert PIPE_CLOSED in CODES
+    assert outcome(ExceptionGroup("tg", [TypeError("x"), BrokenPipeError()])).internal
 
 
 def test_report_prints_one_line_and_the_traceback_only_when_asked(

@@ -11,10 +11,11 @@
       WatcherErrors, OSError
     anything else                     "internal error: ... (WATCHER_DEBUG=1 shows the traceback)", 2
 
-A group maps to its most serious member: an unexpected exception beside an expected one is never
-hidden (it is an internal error), a closed stdout beside anything else stays quiet, and otherwise
-the first expected error speaks. `unwrap(group)` is the library's view of the same rule: the group's
-one WatcherError when every member is one, else the group itself.
+A group maps to its most serious member: an unexpected exception beside expected ones is never
+hidden (it is an internal error, even beside a closed stdout), a closed stdout beside expected
+errors stays quiet, and otherwise the first expected error speaks. `unwrap(group)` is the
+library's view of the same rule: the group's one WatcherError when every member is one, else the
+group itself.
 """
 
 from __future__ import annotations
@@ -57,34 +58,39 @@ class Outcome:
     internal: bool = False
 
 
-def _auth(exc: AuthError) -> str:
+def _auth(exc: BaseException) -> str:
     return (
-        f"authentication failed: {exc} (request id {exc.request_id}). "
+        f"authentication failed: {exc} (request id {getattr(exc, 'request_id', None)}). "
         "Jobs not final were not written to the manifest; rerun once the credentials work."
     )
 
 
-def _transport(exc: TransportError) -> str:
+def _transport(exc: BaseException) -> str:
     return f"cannot reach the API: {exc} (check --endpoint / --region and the network)"
 
 
-def _os_error(exc: OSError) -> str:
-    where = f"{exc.filename}: " if exc.filename else ""
-    return f"error: {where}{exc.strerror or exc}"
+def _os_error(exc: BaseException) -> str:
+    filename, strerror = getattr(exc, "filename", None), getattr(exc, "strerror", None)
+    where = f"{filename}: " if filename else ""
+    return f"error: {where}{strerror or exc}"
+
+
+def _said(prefix: str) -> Callable[[BaseException], str]:
+    return lambda exc: f"{prefix}: {exc}"
 
 
 # (type, exit code, message), most specific first; the first matching row speaks. Join here.
 TABLE: tuple[tuple[type[BaseException], int, Callable[[BaseException], str | None]], ...] = (
     (BrokenPipeError, PIPE_CLOSED, lambda exc: None),
     (KeyboardInterrupt, Exit.INTERRUPTED, lambda exc: "interrupted"),
-    (AuthError, Exit.USAGE, lambda exc: _auth(exc)),  # type: ignore[arg-type]
-    (OutageError, Exit.OUTAGE, lambda exc: f"error: {exc}"),
-    (NoJobsError, Exit.NO_JOBS, lambda exc: f"warning: {exc}"),
-    (LedgerError, Exit.USAGE, lambda exc: f"error: {exc}"),
-    (ConfigError, Exit.USAGE, lambda exc: f"error: {exc}"),
-    (TransportError, Exit.USAGE, lambda exc: _transport(exc)),  # type: ignore[arg-type]
-    (WatcherError, Exit.USAGE, lambda exc: f"error: {exc}"),
-    (OSError, Exit.USAGE, lambda exc: _os_error(exc)),  # type: ignore[arg-type]
+    (AuthError, Exit.USAGE, _auth),
+    (OutageError, Exit.OUTAGE, _said("error")),
+    (NoJobsError, Exit.NO_JOBS, _said("warning")),
+    (LedgerError, Exit.USAGE, _said("error")),
+    (ConfigError, Exit.USAGE, _said("error")),
+    (TransportError, Exit.USAGE, _transport),
+    (WatcherError, Exit.USAGE, _said("error")),
+    (OSError, Exit.USAGE, _os_error),
 )
 
 
@@ -119,8 +125,6 @@ def _row(exc: BaseException) -> Outcome | None:
 def outcome(exc: BaseException) -> Outcome:
     """The message and exit code for `exc`, a group included (see the module docstring)."""
     found = [(_row(leaf), leaf) for leaf in leaves(exc)]
-    if any(row is not None and row.code == PIPE_CLOSED for row, _ in found):
-        return Outcome(PIPE_CLOSED, None)
     unexpected = [leaf for row, leaf in found if row is None]
     if unexpected:
         names = ", ".join(f"{type(leaf).__name__}: {leaf}" for leaf in unexpected)
@@ -129,6 +133,8 @@ def outcome(exc: BaseException) -> Outcome:
             f"internal error: {names} (a bug: set {DEBUG}=1 to see the traceback, and report it)",
             internal=True,
         )
+    if any(row is not None and row.code == PIPE_CLOSED for row, _ in found):
+        return Outcome(PIPE_CLOSED, None)
     for row, _ in found:
         if row is not None:
             return row
