@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import anyio
 import pytest
 
 from watcher.errors import (
@@ -90,3 +91,13 @@ def test_report_prints_one_line_and_the_traceback_only_when_asked(
     except ValueError as exc:
         report(exc, err=err)
     assert "Traceback" in err.getvalue() and err.getvalue().endswith("report it)\n")
+
+
+def test_a_broken_stream_beside_its_cause_is_an_echo() -> None:
+    """A worker's BrokenResourceError after the writer died of a closed stdout (or of an
+    AuthError) is not a second error; alone it is one."""
+    piped = ExceptionGroup("tg", [BrokenPipeError(), anyio.BrokenResourceError()])
+    assert outcome(piped).code == PIPE_CLOSED
+    auth = _auth()
+    assert unwrap(ExceptionGroup("tg", [anyio.BrokenResourceError(), auth])) is auth
+    assert outcome(ExceptionGroup("tg", [anyio.BrokenResourceError()])).internal

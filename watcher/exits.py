@@ -11,7 +11,8 @@
       WatcherErrors, OSError
     anything else                     "internal error: ... (WATCHER_DEBUG=1 shows the traceback)", 2
 
-A group maps to its most serious member: an unexpected exception beside expected ones is never
+A group maps to its most serious cause (`causes`: a BrokenResourceError beside another error is
+that error's echo): an unexpected exception beside expected ones is never
 hidden (it is an internal error, even beside a closed stdout), a closed stdout beside expected
 errors stays quiet, and otherwise the first expected error speaks. `unwrap(group)` is the
 library's view of the same rule: the group's one WatcherError when every member is one, else the
@@ -26,6 +27,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
+
+import anyio
 
 from watcher.errors import (
     AuthError,
@@ -103,6 +106,18 @@ def leaves(exc: BaseException) -> Iterator[BaseException]:
         yield exc
 
 
+# A task sending to (or reading from) a stream whose other end died of its own error: an echo of
+# that error, not a second one. Only alone is it an error of its own.
+ECHOES = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """The leaves of `exc` that are causes: echoes left out when anything else is there."""
+    found = list(leaves(exc))
+    real = [leaf for leaf in found if not isinstance(leaf, ECHOES)]
+    return real or found
+
+
 def _pipe_closed(exc: BaseException) -> bool:
     """A write to a closed stdout, however a layer below wrapped it (`raise X from exc`)."""
     seen: BaseException | None = exc
@@ -124,7 +139,7 @@ def _row(exc: BaseException) -> Outcome | None:
 
 def outcome(exc: BaseException) -> Outcome:
     """The message and exit code for `exc`, a group included (see the module docstring)."""
-    found = [(_row(leaf), leaf) for leaf in leaves(exc)]
+    found = [(_row(leaf), leaf) for leaf in causes(exc)]
     unexpected = [leaf for row, leaf in found if row is None]
     if unexpected:
         names = ", ".join(f"{type(leaf).__name__}: {leaf}" for leaf in unexpected)
@@ -144,7 +159,7 @@ def outcome(exc: BaseException) -> Outcome:
 def unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The group's one WatcherError (the first) when every member is a WatcherError, so library
     callers can `except AuthError`; else the group, so nothing unexpected is hidden."""
-    members = list(leaves(group))
+    members = causes(group)
     if members and all(isinstance(m, WatcherError) for m in members):
         return members[0]
     return group
