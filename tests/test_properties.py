@@ -71,8 +71,34 @@ def _flat(lists: list[list[str]]) -> list[str]:
     return [word for words in lists for word in words]
 
 
+# Values each flag takes, so that examples also get past the parser and run for real.
+USABLE = {
+    "--poll": ["auto", "single", "list"],
+    "--cadence": ["0.01", "1"],
+    "--rate": ["100"],
+    "--download-workers": ["1", "4"],
+    "--files": ["audio", "audio,srt"],
+    "--name": ["{job_id}", "x-{job_id}", "../{job_id}", "/tmp/{job_id}", "{meta}"],
+    "--shard": ["0/2", "1/2", "2/2"],
+    "--job-timeout": ["5"],
+    "--max-retries": ["0", "1"],
+    "--max-file-bytes": ["10", "100000000"],
+    "--grace": ["1"],
+    "--progress-interval": ["0.1"],
+    "--log-format": ["json", "console"],
+    "--project-id": [TEST_PROJECT_ID],
+    "--voice-asset-id": ["v1"],
+    "--audio-format": ["WAV", "MP3"],
+}
+
+
+def _pair(flag: str) -> st.SearchStrategy[list[str]]:
+    value = st.one_of(st.sampled_from(USABLE.get(flag, ["1"])), VALUES)
+    return st.tuples(st.just(flag), value).map(list)
+
+
 def _flags(names: list[str]) -> st.SearchStrategy[list[str]]:
-    pair = st.tuples(st.sampled_from(names), VALUES).map(list)
+    pair = st.sampled_from(names).flatmap(_pair)
     switch = st.sampled_from(SWITCHES).map(lambda s: [s])
     return st.lists(st.one_of(pair, switch), max_size=4).map(_flat)
 
