@@ -38,8 +38,8 @@ BOM = b"\xef\xbb\xbf"
 # A person who typed `watcher run` at a terminal and sees nothing is told this after HINT_AFTER s.
 HINT_AFTER = 2.0
 TERMINAL_HINT = (
-    "watcher: reading job ids from the terminal, one per line; end with Ctrl-D "
-    "(or give a file: watcher run ids.txt)"
+    "watcher: reading from the terminal (stdin), one line at a time; end with Ctrl-D, "
+    "or name an input file instead"
 )
 
 
