@@ -41,6 +41,7 @@ lint: $(STAMP)
 # Not part of `make test`: minutes of faults and SIGKILLs, printing what it checked.
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
+	HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest -q tests/test_properties.py
 
 # Not part of `make test`: the polling, overhead, scale and download benchmarks (bench/README.md).
 bench: $(STAMP)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,9 @@ FAST = ["--cadence", "0.02", "--rate", "2000"]
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """A clean environment: no credentials of the machine's, HOME in a temporary folder."""
+    """A clean environment: no credentials or WATCHER_* of the machine's, HOME in a temp folder."""
+    for name in [n for n in os.environ if n.startswith("WATCHER_")]:
+        monkeypatch.delenv(name)
     for name in (
         "HUAWEICLOUD_SDK_AK",
         "HUAWEICLOUD_SDK_SK",
@@ -183,3 +187,214 @@ def test_an_unreachable_api_past_the_outage_timeout_is_exit_3(
     err = capsys.readouterr().err
     assert "the API has been unreachable since" in err and "running the same command" in err
     assert (out / "manifest.jsonl").read_bytes() == b""
+
+DEAD = ["--endpoint", "http://127.0.0.1:9"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--cadence", "nan"],
+        ["run", "--cadence", "inf"],
+        ["run", "--rate", "nan"],
+        ["run", "--job-timeout", "nan"],
+        ["run", "--request-timeout", "inf"],
+        ["run", "--max-retries", "-1"],
+        ["run", "--download-workers", "99999999"],
+        ["submit", "--rate", "nan"],
+        ["sim", "--port", "99999"],
+        ["sim", "--time-scale", "nan"],
+    ],
+)
+def test_numbers_must_be_finite_and_in_range(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """NaN, infinities and out-of-range values are usage errors naming the flag, not crashes."""
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert argv[1] in err and f"usage: watcher {argv[0]}" in err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("WATCHER_RATE", "nan"), ("WATCHER_CADENCE", "inf"), ("WATCHER_GRACE", "-1")],
+)
+def test_variables_are_range_checked_and_named(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str
+) -> None:
+    """`WATCHER_RATE=nan watcher config` is exit 2 naming the variable."""
+    _login(env)
+    env.setenv(variable, value)
+    assert main(["config", *DEAD]) == 2
+    assert variable in capsys.readouterr().err
+
+
+def test_file_values_are_range_checked_and_the_file_named(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rate = nan` in the TOML file is refused, naming the file and the key."""
+    _login(env)
+    config = tmp_path / "w.toml"
+    config.write_text("[run]\nrate = nan\n")
+    assert main(["config", "--config", str(config), *DEAD]) == 2
+    assert f"--config {config}: rate" in capsys.readouterr().err
+
+
+def test_max_retries_0_means_no_retries(env: pytest.MonkeyPatch) -> None:
+    """`--max-retries 0` is accepted: one attempt per job and per file."""
+    from watcher.cli import build_config, build_parser
+
+    _login(env)
+    args = build_parser().parse_args(["run", *DEAD, "--max-retries", "0"])
+    config = build_config(args, os.environ, None)
+    assert config.poll.retry.attempts == 1 and config.download.retry.attempts == 1
+
+
+def test_a_subcommands_mistake_shows_its_own_usage(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped flag of `watcher run` shows run's usage, not the top level's."""
+    with pytest.raises(SystemExit) as caught:
+        main(["run", "--outt", "x"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: watcher run" in err and "--outt" in err
+
+
+def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """--region, --log-level and --log-format say their defaults in `watcher run --help`."""
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for default in ("(default: cn-north-4)", "(default: info)", "(default: auto)"):
+        assert default in out
+    assert "(default: 3.0)" in out and "(default: None)" not in out
+
+
+def test_an_empty_input_warns_and_exits_4(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No job line and no bad line: a warning and exit 4, so `submit | run` failing is noticed."""
+    _login(env)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n\n")
+    assert main(["run", str(empty), *DEAD, "--out", str(tmp_path / "o"), "--quiet"]) == 4
+    assert "no job" in capsys.readouterr().err
+
+
+def test_only_bad_lines_is_not_an_empty_input(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad line is something read: INVALID, exit 1, not 4."""
+    _login(env)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("not a job id!\n")
+    assert main(["run", str(bad), *DEAD, "--out", str(tmp_path / "o"), "--quiet"]) == 1
+
+
+def test_an_unexpected_error_is_one_internal_error_line(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A bug in a subcommand: exit 2, one 'internal error' line with how to see more."""
+    from watcher import report
+
+    def broken(args: object) -> int:
+        raise TypeError("a bug")
+
+    env.setattr(report, "run", broken)
+    assert main(["report", str(tmp_path / "m.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "internal error: TypeError: a bug" in err and "WATCHER_DEBUG=1" in err
+    assert "Traceback" not in err
+
+
+def _cli(
+    argv: list[str], env: dict[str, str], cwd: Path, stdin: int | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `watcher ARGV` in a process whose stdout is a pipe nobody reads (closed at once)."""
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    try:
+        return subprocess.run(  # noqa: S603 - our own interpreter and arguments
+            [sys.executable, "-m", "watcher", *argv],
+            stdout=write_fd,
+            stderr=subprocess.PIPE,
+            stdin=stdin,
+            env=env,
+            cwd=cwd,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_fd)
+
+
+def _process_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WATCHER_", "HUAWEI"))}
+    env.update(
+        HOME=str(tmp_path / "home"),
+        HUAWEICLOUD_SDK_AK=AK,
+        HUAWEICLOUD_SDK_SK=SK,
+        HUAWEICLOUD_SDK_PROJECT_ID=PROJECT,
+    )
+    return env
+
+
+def test_a_closed_stdout_ends_every_command_quietly(sim_factory: Any, tmp_path: Path) -> None:
+    """`| head` closed the pipe: merge, report, config and run --manifest - stop with 141, and
+    say nothing (no "Broken pipe", no traceback)."""
+    jobs = [Job(f"pipe-{i}") for i in range(3)]
+    sim = sim_factory(jobs)
+    env = _process_env(tmp_path)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        "".join(
+            orjson.dumps({"job_id": f"j{i}", "status": "SUCCEED", "files": {}}).decode() + "\n"
+            for i in range(50)
+        )
+    )
+    ids = _write_jobs(tmp_path / "ids.jsonl", jobs)
+    run = ["run", str(ids), "--endpoint", sim.url, "--manifest", "-", "--quiet", *FAST]
+    run += ["--log-level", "warning"]  # the info events of jobs succeeding are no message
+    for argv in (
+        ["merge", str(manifest)],
+        ["report", str(manifest)],
+        ["config", *DEAD],
+        [*run, "--out", str(tmp_path / "o")],
+    ):
+        done = _cli(argv, env, tmp_path)
+        assert (done.returncode, done.stderr) == (141, b""), argv
+
+
+def test_a_closed_stdin_is_an_empty_run(tmp_path: Path) -> None:
+    """`watcher run 0<&-`: exit 4 with a warning, no AttributeError."""
+    env = _process_env(tmp_path)
+    argv = '"$0" -m watcher run --endpoint http://127.0.0.1:9 --quiet --out o 0<&-'
+    done = subprocess.run(  # noqa: S603 - a fixed command line
+        ["/bin/sh", "-c", argv, sys.executable],
+        capture_output=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 4, done.stderr
+    assert b"no job" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_run_reads_dev_fd(env: pytest.MonkeyPatch, sim_factory: Any, tmp_path: Path) -> None:
+    """`watcher run <(cat ids.txt)`: the /dev/fd/N path is read like a file."""
+    sim = sim_factory([Job("fd-1")])
+    _login(env)
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"fd-1\n")
+    os.close(write_fd)
+    out = tmp_path / "o"
+    try:
+        argv = ["run", f"/dev/fd/{read_fd}", "--endpoint", sim.url, "--out", str(out), *FAST]
+        assert main([*argv, "--quiet"]) == 0
+    finally:
+        os.close(read_fd)
+    assert (out / "fd-1.wav").is_file()

@@ -7,7 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+import structlog
 from helpers import make_jobs, read_manifest, run_config
 
 from watcher import AkSk, AuthError, Watcher
@@ -56,8 +58,11 @@ async def test_leaving_early_stops_the_run(sim_factory: Any, tmp_path: Path) -> 
     async with Watcher(run_config(sim.url, tmp_path)) as w:
         async for _ in w.watch([j.job_id for j in jobs]):
             break
-    assert 1 <= len(read_manifest(tmp_path)) < 6
+    written = read_manifest(tmp_path)
+    assert 1 <= len(written) < 6
     assert not list(tmp_path.glob("*.part"))
+    # README's last line, `w.summary.tally.statuses`, works after leaving early too
+    assert sum(w.summary.tally.statuses.values()) == len(written)
 
 
 @pytest.mark.anyio
@@ -76,3 +81,52 @@ async def test_auth_errors_surface_as_themselves(sim_factory: Any, tmp_path: Pat
 
     with pytest.raises(AuthError):
         await consume()
+
+
+@pytest.mark.anyio
+async def test_summary_is_there_when_the_block_raises(sim_factory: Any, tmp_path: Path) -> None:
+    """An exception in the block stops the run at once; `summary` still counts what was written."""
+    jobs = make_jobs(3)
+    sim = sim_factory(jobs, time_scale=0.2)
+
+    w = Watcher(run_config(sim.url, tmp_path))
+
+    async def consume() -> None:
+        async with w:
+            async for _ in w.watch([j.job_id for j in jobs]):
+                raise LookupError("the caller's own")
+
+    with pytest.raises(LookupError, match="the caller's own"), anyio.fail_after(10):
+        await consume()
+    assert sum(w.summary.tally.statuses.values()) == len(read_manifest(tmp_path))
+
+
+@pytest.mark.anyio
+async def test_an_unexpected_error_is_not_hidden_behind_an_auth_error(
+    sim_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TypeError beside an AuthError comes out as the group holding both."""
+    from watcher import watch as watch_module
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise ExceptionGroup("tg", [AuthError(401, "APIGW.0301", "no", "r"), TypeError("bug")])
+
+    monkeypatch.setattr(watch_module, "watch", broken)
+
+    async def consume() -> None:
+        async with Watcher(run_config(sim_factory().url, tmp_path)) as w:
+            async for _ in w.watch(["job-000"]):
+                pass
+
+    with pytest.raises(ExceptionGroup) as caught:
+        await consume()
+    assert caught.group_contains(TypeError)
+
+
+def test_library_logs_go_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without the application configuring structlog, the watcher's events reach stderr, never
+    stdout (which may carry the application's own output)."""
+    Watcher(run_config("http://127.0.0.1:9", tmp_path))
+    structlog.get_logger("watcher.test").warning("seen on stderr")
+    captured = capsys.readouterr()
+    assert "seen on stderr" in captured.err and captured.out == ""

@@ -4,28 +4,35 @@ from __future__ import annotations
 
 import argparse
 import io
+import socket
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import anyio.lowlevel
 import orjson
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 from conftest import TEST_AK as AK
 from conftest import TEST_PROJECT_ID as PROJECT
 from conftest import TEST_SK as SK
 
-from watcher.errors import ConfigError, InputError, ThrottledError, TransportError
+from watcher.cli import main
+from watcher.errors import ApiError, ConfigError, InputError, ThrottledError, TransportError
 from watcher.inputs import parse_line
 from watcher.ratelimit import RateLimiter
 from watcher.submit import (
     MAX_LINE_BYTES,
+    BadLine,
     Request,
     SubmitPolicy,
     SubmitTally,
     add_arguments,
+    describe,
+    never_sent,
     parse_request,
     run,
     submit_all,
@@ -162,10 +169,8 @@ def test_refused_credentials_stop_at_once_with_exit_2(
     wrong = "wrong-secret-key-0000000000000000000000"
     env.setenv("HUAWEICLOUD_SDK_SK", wrong)
     texts = _texts(tmp_path / "t.jsonl", *({"text": f"line {i}"} for i in range(40)))
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
     args = [str(texts), "--voice-asset-id", VOICE, "--endpoint", sim.url, "--rate", "50"]
-    assert run(parser.parse_args(args)) == 2
+    assert main(["submit", *args]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "authentication failed" in captured.err and "APIGW.0301" in captured.err
@@ -363,3 +368,76 @@ async def test_a_lost_answer_is_not_retried() -> None:
     out, err, tally = await _run_fake(api, 2)
     assert api.calls.count("0") == 1 and [o["i"] for o in out] == [1]
     assert "may or may not have been created" in err[0] and not tally.all_submitted
+
+
+def _closed_port() -> str:
+    """A loopback URL nothing listens on: connections to it are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_a_refused_connection_stops_at_once_and_rest_keeps_every_line(
+    sim_factory: Any, env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dead endpoint: exit 2 after one try, no "may or may not", and --rest holds every line,
+    so `watcher submit rest.jsonl` then creates them all."""
+    lines = [{"text": f"line {i}", "n": i} for i in range(30)]
+    texts = _texts(tmp_path / "t.jsonl", b"{bad", *lines)
+    rest = tmp_path / "rest.jsonl"
+    argv = ["submit", str(texts), "--voice-asset-id", VOICE, "--rest", str(rest)]
+    assert main([*argv, "--endpoint", _closed_port(), "--rate", "50"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "may or may not" not in captured.err
+    assert 1 <= captured.err.count("could not connect, nothing was sent") < 10  # not 30 tries
+    assert "cannot reach the API" in captured.err
+    assert rest.read_bytes() == texts.read_bytes()
+
+    sim = sim_factory()
+    rest.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    again = tmp_path / "rest2.jsonl"
+    retry = ["submit", str(rest), "--voice-asset-id", VOICE, "--rest", str(again)]
+    assert main([*retry, "--endpoint", sim.url, "--rate", "1000"]) == 0
+    assert [orjson.loads(x)["n"] for x in capsys.readouterr().out.splitlines()] == list(range(30))
+    assert again.read_bytes() == b""
+
+
+@pytest.mark.anyio
+async def test_rest_gets_bad_refused_and_untried_lines_in_order() -> None:
+    """Every line that did not become a job reaches `rest` as it was read, in input order."""
+    refused = ApiError(400, "MSS.000000003", "bad speed", "r1")
+    api = FakeApi({"1": [refused]})
+    bad = BadLine(InputError("t", 3, "not valid JSON"), b"{bad")
+
+    async def items() -> AsyncIterator[Request | InputError]:
+        for i in range(3):
+            yield Request({"text": str(i), "voice_asset_id": VOICE}, {}, "t", i + 1, b"L%d" % i)
+            if i == 1:
+                yield bad
+
+    rest: list[bytes] = []
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    with anyio.fail_after(10):
+        tally = await submit_all(
+            api, items(), limiter, emit=lambda _: None, warn=lambda _: None, rest=rest.append
+        )
+    assert rest == [b"L1\n", b"{bad\n"] and tally.created == 2
+
+
+@pytest.mark.anyio
+async def test_maybe_created_only_when_the_request_left() -> None:
+    """A connection that could not be made is "nothing was sent"; a lost answer is "may or may
+    not have been created"."""
+    try:
+        raise TransportError("POST: ClientConnectorError") from aiohttp.ClientConnectorError(
+            ConnectionKey("127.0.0.1", 9, False, True, None, None, None),
+            OSError(111, "Connection refused"),
+        )
+    except TransportError as exc:
+        refused = exc
+    assert never_sent(refused) and "nothing was sent" in describe(refused)
+    lost = TransportError("POST: ServerDisconnectedError")
+    assert not never_sent(lost) and "may or may not" in describe(lost)

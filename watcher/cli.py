@@ -1,4 +1,5 @@
-"""The command line: flags -> config -> run. The only place errors become exit codes.
+"""The command line: flags -> config -> run. `main` is the only place errors become exit codes,
+through the one table of `exits.py`, for every subcommand.
 
 0    every input job's counting line in the manifest is SUCCEED, its files intact (the whole
      batch: jobs an earlier run settled count with their line)
@@ -7,6 +8,7 @@
 3    the API or storage stayed unreachable past --outage-timeout
 4    the input held no job at all
 130  interrupted
+141  stdout was closed (`| head`): the command stopped quietly
 """
 
 from __future__ import annotations
@@ -16,28 +18,20 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import anyio
 import structlog
 
-from watcher import __version__, logs, merge, report, submit
+from watcher import __version__, exits, logs, merge, report, submit
 from watcher.auth import AkSk
 from watcher.config import DownloadPolicy, PollPolicy, RunConfig
-from watcher.errors import (
-    AuthError,
-    ConfigError,
-    Exit,
-    OutageError,
-    WatcherError,
-    first_watcher_error,
-)
-from watcher.inputs import read_inputs
+from watcher.errors import Exit, InputError, NoJobsError
+from watcher.inputs import Job, check_inputs, read_inputs
 from watcher.naming import check_template
-from watcher.options import add_api_arguments, api_config, positive
+from watcher.options import DAY, DefaultsHelp, add_api_arguments, api_config, number, positive
 from watcher.progress import Screen, TerminalProgress, log_progress, on_terminal
 from watcher.settings import apply
 from watcher.shard import shard_type
@@ -75,35 +69,37 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     """The flags of `watcher run` (and `watcher config`, which shows their effective values)."""
     run.add_argument("inputs", nargs="*", metavar="INPUT", help="job id files; '-' or none: stdin")
     run.add_argument("--config", metavar="FILE", help="TOML settings file (or WATCHER_CONFIG)")
-    run.add_argument("--out", type=Path, default=Path("tts-out"), help="folder for files (tts-out)")
+    run.add_argument("--out", type=Path, default=Path("tts-out"), help="folder for files")
     run.add_argument("--manifest", help="manifest path (OUT/manifest.jsonl); '-' for stdout")
     add_api_arguments(run)
     run.add_argument(
         "--poll",
         choices=["auto", "single", "list"],
         default="auto",
-        help="single GETs, list-call sweeps, or sweeps when single GETs cannot keep up (auto)",
+        help="single GETs, list-call sweeps, or sweeps when single GETs cannot keep up",
     )
     run.add_argument(
-        "--cadence", type=positive(float), default=3.0, help="seconds between polls of a job (3)"
+        "--cadence", type=positive(float, DAY), default=3.0, help="seconds between polls of a job"
     )
     run.add_argument(
-        "--rate", type=positive(float), default=10.0, help="requests per second per API (10)"
+        "--rate", type=positive(float, 10_000), default=10.0, help="requests per second per API"
     )
     run.add_argument(
-        "--download-workers", type=positive(int), default=8, help="jobs downloaded at once (8)"
+        "--download-workers", type=positive(int, 1024), default=8, help="jobs downloaded at once"
     )
     run.add_argument(
         "--files", type=_kinds, help=f"which files to save: some of {','.join(FILE_KINDS)}"
     )
-    run.add_argument("--name", default="{job_id}", help="file name template ({job_id})")
+    run.add_argument("--name", default="{job_id}", help="file name template")
     run.add_argument("--shard", type=shard_type, help="K/N: watch only shard K of N (0-based)")
-    run.add_argument("--job-timeout", type=positive(float), help="seconds before a job is TIMEOUT")
+    run.add_argument(
+        "--job-timeout", type=positive(float, 365 * DAY), help="seconds before a job is TIMEOUT"
+    )
     run.add_argument(
         "--max-retries",
-        type=positive(int),
+        type=number(int, 0, 100, low_open=False),
         default=5,
-        help="transient errors in a row a job or file may have before it is ERROR (5)",
+        help="transient errors in a row a job or file may have before it is ERROR (0: none)",
     )
     run.add_argument(
         "--retry-failed",
@@ -148,9 +144,9 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     run.add_argument(
         "--grace",
-        type=positive(float),
+        type=positive(float, DAY),
         default=10.0,
-        help="after SIGINT/SIGTERM, seconds downloads under way may take to finish (10)",
+        help="after SIGINT/SIGTERM, seconds downloads under way may take to finish",
     )
     run.add_argument(
         "--quiet",
@@ -159,47 +155,62 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--progress-interval",
-        type=positive(float),
-        help="seconds between progress reports (terminal: 0.5; otherwise: 30)",
+        type=positive(float, DAY),
+        help="seconds between progress reports (default: 0.5 on a terminal, else 30)",
     )
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    run.add_argument("--log-format", default="auto", choices=["auto", "console", "json"])
+    run.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log events shown",
+    )
+    run.add_argument(
+        "--log-format",
+        default="auto",
+        choices=["auto", "console", "json"],
+        help="console on a terminal, JSON lines otherwise (auto), or either",
+    )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every subcommand."""
+COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+    ("run", "watch jobs until final, save their files, write a manifest", add_run_arguments),
+    ("submit", "create TTS jobs from texts and print their ids", submit.add_arguments),
+    ("report", "summarise a manifest", report.add_arguments),
+    ("merge", "combine the manifests of several shards or runs", merge.add_arguments),
+    ("config", "print the effective settings of `watcher run`", add_run_arguments),
+    ("sim", "run the bundled MetaStudio simulator", sim_cli.add_arguments),
+)
+
+
+def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser, and each subcommand's by name (for its own usage and settings)."""
     parser = argparse.ArgumentParser(
         prog="watcher", description="Watch batches of MetaStudio async TTS jobs."
     )
     parser.add_argument("--version", action="version", version=f"watcher {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands: list[tuple[str, str, Any]] = [
-        ("run", "watch jobs until final, save their files, write a manifest", add_run_arguments),
-        ("submit", "create TTS jobs from texts and print their ids", submit.add_arguments),
-        ("report", "summarise a manifest", report.add_arguments),
-        ("merge", "combine the manifests of several shards or runs", merge.add_arguments),
-        ("config", "print the effective settings of `watcher run`", add_run_arguments),
-        ("sim", "run the bundled MetaStudio simulator", sim_cli.add_arguments),
-    ]
-    for name, help_text, add in commands:
-        add(sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False))
-    return parser
+    subparsers = {}
+    for name, help_text, add in COMMANDS:
+        subparsers[name] = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            allow_abbrev=False,
+            formatter_class=DefaultsHelp,
+        )
+        add(subparsers[name])
+    return parser, subparsers
 
 
-def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    for action in parser._subparsers._group_actions if parser._subparsers else ():
-        if isinstance(action, argparse._SubParsersAction):
-            found: argparse.ArgumentParser = action.choices[name]
-            return found
-    raise KeyError(name)
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    return build_parsers()[0]
 
 
 def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | None) -> RunConfig:
     """The run's config from parsed flags and the environment; ConfigError names the culprit."""
     api = api_config(args, env, home)
-    for path in args.inputs:
-        if path != "-" and not Path(path).is_file():
-            raise ConfigError(f"input {path!r}: no such file")
+    check_inputs(args.inputs)
     check_template(args.name)
     manifest = None if args.manifest == "-" else Path(args.manifest or args.out / "manifest.jsonl")
     attempts = int(args.max_retries) + 1
@@ -289,8 +300,21 @@ def _show_config(args: argparse.Namespace, origins: Mapping[str, str]) -> int:
     return 0
 
 
+class _Counted:
+    """The run's input, counting the lines that held a job or a bad line."""
+
+    def __init__(self, items: AsyncIterator[Job | InputError]) -> None:
+        self._items = items
+        self.read = 0
+
+    async def __aiter__(self) -> AsyncIterator[Job | InputError]:
+        async for item in self._items:
+            self.read += 1
+            yield item
+
+
 async def _watch_until_signalled(
-    config: RunConfig, inputs: list[str], hooks: Hooks
+    config: RunConfig, inputs: AsyncIterator[Job | InputError], hooks: Hooks
 ) -> Summary | None:
     """Run `watch`; the first SIGINT/SIGTERM stops it gently, within `config.grace` seconds, a
     second one at once. None when a signal stopped it."""
@@ -313,10 +337,10 @@ async def _watch_until_signalled(
         async with anyio.create_task_group() as tg:
             tg.start_soon(on_signals)
             with scope:
-                summary = await watch(config, read_inputs(inputs), stop, hooks)
+                summary = await watch(config, inputs, stop, hooks)
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        raise first_watcher_error(group) or group from None
+        raise exits.unwrap(group) from None
     return None if stop.is_set() else summary
 
 
@@ -330,11 +354,18 @@ def _run(args: argparse.Namespace) -> int:
         screen=None if terminal is None else terminal.screen,
     )
     started = time.monotonic()
+    inputs = _Counted(read_inputs(args.inputs))
     try:
-        summary = anyio.run(_watch_until_signalled, config, args.inputs, hooks)
+        summary = anyio.run(_watch_until_signalled, config, aiter(inputs), hooks)
     finally:
         if terminal is not None:
             terminal.close()
+    if summary is not None and inputs.read == 0:  # exits.py says it as a warning, exit 4
+        where = ", ".join(args.inputs) or "stdin"
+        raise NoJobsError(
+            f"no job in the input ({where}): an empty file, a closed stdin, or a submitter "
+            "that printed nothing"
+        )
     if summary is None:
         print(
             "watcher: interrupted; jobs not final were left out of the manifest, "
@@ -361,36 +392,33 @@ def _run(args: argparse.Namespace) -> int:
     return Exit.OK if batch.ok else Exit.JOBS_FAILED
 
 
+def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    if args.command in ("run", "config"):
+        origins = apply(add_run_arguments, args, argv, os.environ, warn=_warn)
+        return _run(args) if args.command == "run" else _show_config(args, origins)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "sim": sim_cli.run,
+        "submit": submit.run,
+        "report": report.run,
+        "merge": merge.run,
+    }
+    return commands[args.command](args)
+
+
+def _warn(message: str) -> None:
+    print(f"watcher: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line; return the exit code (`exits.py` maps every exception to one)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser, subparsers = build_parsers()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the subcommand's usage, not the top level's, says what it takes
+        subparsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        if args.command in ("run", "config"):
-            origins = apply(_subparser(parser, args.command), args, argv, os.environ)
-            return _run(args) if args.command == "run" else _show_config(args, origins)
-        commands = {"sim": sim_cli.run, "submit": submit.run, "report": report.run}
-        return commands.get(args.command, merge.run)(args)
-    except ConfigError as exc:
-        print(f"watcher: error: {exc}", file=sys.stderr)
-        return 2
-    except AuthError as exc:
-        print(
-            f"watcher: authentication failed: {exc} (request id {exc.request_id}). "
-            "Jobs not final were not written to the manifest; rerun once the credentials work.",
-            file=sys.stderr,
-        )
-        return 2
-    except OutageError as exc:
-        print(f"watcher: stopped: {exc}", file=sys.stderr)
-        return Exit.OUTAGE
-    except WatcherError as exc:
-        print(f"watcher: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"watcher: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("watcher: interrupted", file=sys.stderr)
-        return 130
+        return _dispatch(args, argv)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # the one place every error becomes an exit code
+        return exits.report(exc)

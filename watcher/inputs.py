@@ -1,9 +1,11 @@
 """Job ids from files or stdin, as validated `Job` records, streamed as they arrive.
 
 A line is a JSON object with a `job_id` (its other fields are kept as `meta`), or a bare job id.
-Blank lines and `#` comments are skipped. A bad line becomes an `InputError` naming its source and
-line number; it never stops the stream. Job ids are restricted to `[A-Za-z0-9_-]{1,128}`, because
-they become file names under `--out`.
+Blank lines and `#` comments are skipped; a UTF-8 byte-order mark before the first line is
+dropped. A bad line becomes an `InputError` naming its source and line number; it never stops the
+stream. Job ids are restricted to `[A-Za-z0-9_-]{1,128}`, because they become file names under
+`--out`. An input is any readable file, FIFO or `/dev/fd/N` (`watcher run <(cat ids.txt)`); a
+closed stdin (`0<&-`) is an empty input; an idle terminal on stdin is told how to end it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import io
 import os
 import queue
 import re
+import stat
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -22,12 +25,42 @@ from typing import IO, Any
 import anyio
 import anyio.to_thread
 import orjson
+import structlog
 
-from watcher.errors import InputError
+from watcher.errors import ConfigError, InputError
+
+log = structlog.get_logger("watcher.inputs")
 
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 MAX_LINE_BYTES = 64 * 1024
 CHUNK_BYTES = 64 * 1024
+BOM = b"\xef\xbb\xbf"
+# A person who typed `watcher run` at a terminal and sees nothing is told this after HINT_AFTER s.
+HINT_AFTER = 2.0
+TERMINAL_HINT = (
+    "watcher: reading from the terminal (stdin), one line at a time; end with Ctrl-D, "
+    "or name an input file instead"
+)
+
+
+def check_inputs(paths: Sequence[str]) -> None:
+    """ConfigError unless each path (`-`: stdin, at most once) can be read as an input: a regular
+    file, a FIFO, a character device or `/dev/fd/N`; a directory is named as one."""
+    if list(paths).count("-") > 1:
+        raise ConfigError("'-' (stdin) can be given only once")
+    for path in paths:
+        if path == "-":
+            continue
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise ConfigError(f"input {path!r}: no such file") from None
+        except OSError as exc:
+            raise ConfigError(f"input {path!r}: {exc.strerror}") from None
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"input {path!r} is a directory: give the files in it")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"input {path!r}: permission denied")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,33 +163,42 @@ def _decode(source: str, number: int, raw: bytes | None) -> Job | InputError | N
         return exc
 
 
-class _StdinReader:
-    """Reads stdin in a daemon thread and hands the chunks over through a small queue.
+class _PipeReader:
+    """Reads stdin, or a pipe it opens itself (a FIFO, `/dev/fd/N`), in a daemon thread and hands
+    the chunks over through a small queue.
 
-    A read on an idle stdin can block for hours; in a daemon thread, and on the raw descriptor
-    (no buffer lock), it never keeps the process from exiting on a signal. Only for stdin: the
-    thread may outlive the run, and a descriptor we close could be reused by a socket meanwhile.
+    A read on an idle pipe can block for hours, and so can opening a FIFO no one writes to yet;
+    in a daemon thread, and on the raw descriptor (no buffer lock), neither keeps the process from
+    exiting on a signal. The thread may outlive the run: it never closes stdin (a descriptor we
+    close could be reused by a socket meanwhile), and closes a pipe it opened only at its end.
     Each chunk is what one read returned, so a line a submitter prints now is seen now.
     """
 
     __slots__ = ("_queue",)
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, source: IO[bytes] | str) -> None:
         self._queue: queue.Queue[bytes | OSError] = queue.Queue(maxsize=4)
-        try:
-            fd = stream.fileno()
-            read: Callable[[int], bytes] = partial(os.read, fd)
-        except (OSError, AttributeError, io.UnsupportedOperation):
-            read = getattr(stream, "read1", stream.read)
-        threading.Thread(target=self._pump, args=(read,), name="watcher-input", daemon=True).start()
+        threading.Thread(
+            target=self._pump, args=(source,), name="watcher-input", daemon=True
+        ).start()
 
-    def _pump(self, read: Callable[[int], bytes]) -> None:
+    def _pump(self, source: IO[bytes] | str) -> None:
         try:
-            while chunk := read(CHUNK_BYTES):
-                self._queue.put(chunk)
+            if isinstance(source, str):
+                with open(source, "rb", buffering=0) as stream:
+                    self._pump_from(partial(os.read, stream.fileno()))
+                return
+            try:
+                read: Callable[[int], bytes] = partial(os.read, source.fileno())
+            except (OSError, AttributeError, io.UnsupportedOperation):
+                read = getattr(source, "read1", source.read)
+            self._pump_from(read)
         except OSError as exc:
             self._queue.put(exc)
-            return
+
+    def _pump_from(self, read: Callable[[int], bytes]) -> None:
+        while chunk := read(CHUNK_BYTES):
+            self._queue.put(chunk)
         self._queue.put(b"")
 
     async def read(self) -> bytes:
@@ -174,20 +216,42 @@ class _StdinReader:
 
 
 async def stream_lines(
-    stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES, *, stdin: bool = False
+    stream: IO[bytes] | str,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    *,
+    stdin: bool = False,
+    hint: Callable[[], None] | None = None,
+    hint_after: float = HINT_AFTER,
 ) -> AsyncIterator[tuple[int, bytes | None]]:
     """(line number, bytes without the newline) of each line, as soon as it is complete; an
-    over-long line comes as None. Reads happen in threads (`read1`: whatever has arrived)."""
-    if stdin:
-        read = _StdinReader(stream).read
+    over-long line comes as None. Reads happen in threads (`read1`: whatever has arrived).
+    `stream` may be a path (a pipe, opened in the reading thread); `stdin` and a path are read
+    in a daemon thread. With `hint`, it is called once if the first `hint_after` seconds bring
+    no byte."""
+    if stdin or isinstance(stream, str):
+        read = _PipeReader(stream).read
     else:
         read1 = getattr(stream, "read1", stream.read)
         read = partial(anyio.to_thread.run_sync, read1, CHUNK_BYTES, abandon_on_cancel=True)
     feed = _split_lines(max_line_bytes)
+    first: bytes | None = None
+    if hint is not None:  # a timer beside the read: cancelling a threaded read could lose bytes
+        async with anyio.create_task_group() as tg:
+
+            async def later() -> None:
+                await anyio.sleep(hint_after)
+                hint()
+
+            tg.start_soon(later)
+            first = await read()
+            tg.cancel_scope.cancel()
     while True:
-        chunk: bytes = await read()
-        for line in feed(chunk):
-            yield line
+        chunk: bytes = first if first is not None else await read()
+        first = None
+        for number, raw in feed(chunk):
+            if number == 1 and raw is not None and raw.startswith(BOM):
+                raw = raw[len(BOM) :]
+            yield number, raw
         if not chunk:
             return
 
@@ -198,10 +262,19 @@ async def read_lines(
     """(source, line number, bytes) of each line of each path in turn (`-` or none: stdin)."""
     for path in paths or ["-"]:
         if path == "-":
-            async for number, raw in stream_lines(sys.stdin.buffer, max_line_bytes, stdin=True):
+            if sys.stdin is None:  # closed (`0<&-`): nothing to read
+                continue
+            hint = _terminal_hint if sys.stdin.isatty() else None
+            async for number, raw in stream_lines(
+                sys.stdin.buffer, max_line_bytes, stdin=True, hint=hint
+            ):
                 yield "<stdin>", number, raw
             continue
-        with open(path, "rb") as stream:  # noqa: ASYNC230 - opening is instant; reads are threaded
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe: may block, read in a daemon thread
+            async for number, raw in stream_lines(path, max_line_bytes):
+                yield path, number, raw
+            continue
+        with open(path, "rb") as stream:  # noqa: ASYNC230 - opening a file is instant
             async for number, raw in stream_lines(stream, max_line_bytes):
                 yield path, number, raw
 
@@ -213,8 +286,40 @@ async def read_stream(stream: IO[bytes], source: str) -> AsyncIterator[Job | Inp
             yield item
 
 
+def _terminal_hint() -> None:
+    if sys.stderr is not None:
+        print(TERMINAL_HINT, file=sys.stderr, flush=True)
+
+
+class _Duplicates:
+    """Notices a job id seen again with other meta: the first line's meta is the one kept, so
+    the later line is named beside it in a warning (same meta: the poller's info line says it)."""
+
+    __slots__ = ("_first",)
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[str, int, int]] = {}
+
+    def check(self, job: Job) -> None:
+        try:
+            fingerprint = hash(orjson.dumps(job.meta, option=orjson.OPT_SORT_KEYS))
+        except orjson.JSONEncodeError:
+            fingerprint = hash(repr(job.meta))
+        first = self._first.setdefault(job.job_id, (job.source, job.line, fingerprint))
+        if first[2] != fingerprint:
+            log.warning(
+                "job id seen again with different meta; the first line's is kept",
+                job_id=job.job_id,
+                first=f"{first[0]}:{first[1]}",
+                again=f"{job.source}:{job.line}",
+            )
+
+
 async def read_inputs(paths: Sequence[str]) -> AsyncIterator[Job | InputError]:
     """Jobs and bad lines from each path in turn (`-` is stdin; no paths means stdin)."""
+    duplicates = _Duplicates()
     async for source, number, raw in read_lines(paths):
         if (item := _decode(source, number, raw)) is not None:
+            if isinstance(item, Job):
+                duplicates.check(item)
             yield item

@@ -112,3 +112,21 @@ def configure(
         # own secrets to redact; the lookup costs little at a few events per job.
         cache_logger_on_first_use=False,
     )
+
+
+class _Stderr:
+    """Whatever `sys.stderr` is when a line is written (tests and callers swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text) if sys.stderr is not None else len(text)
+
+    def flush(self) -> None:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+
+
+def default_to_stderr() -> None:
+    """For library use: unless the application configured structlog, the watcher's events go to
+    stderr (structlog's own default is stdout, which may carry a manifest or a pipe's data)."""
+    if not structlog.is_configured():
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(_Stderr()))  # type: ignore[arg-type]

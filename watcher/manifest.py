@@ -237,6 +237,8 @@ class ManifestFile:
             if durable:
                 os.fsync(self._stream.fileno())
         except OSError as exc:
+            if isinstance(exc, BrokenPipeError) and self.path is None:
+                raise  # `--manifest - | head`: the reader is gone; the command stops quietly
             raise LedgerError(
                 f"manifest {self.path or '<stdout>'}: cannot write: {os_reason(exc)}; "
                 f"{len(results)} finished results were not recorded (lines already written "

@@ -7,6 +7,7 @@ where the API is, which project, which credentials. ConfigError names the flag a
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,20 +19,56 @@ from watcher.errors import ConfigError
 PROJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    """An argparse type: `kind(text)`, refused unless greater than 0."""
+def number(
+    kind: Callable[[str], float],
+    low: float = 0.0,
+    high: float = math.inf,
+    *,
+    low_open: bool = True,
+) -> Callable[[str], float]:
+    """An argparse type: `kind(text)`, finite, above `low` (at least `low` when not `low_open`)
+    and at most `high`; ArgumentTypeError says the range otherwise."""
+    above = f"greater than {low:g}" if low_open else f"at least {low:g}"
+    wanted = above if high == math.inf else f"{above} and at most {high:g}"
 
     def parse(text: str) -> float:
         try:
-            value = kind(text)
+            value = kind(text.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+        if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text}")
         return value
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def positive(kind: Callable[[str], float], high: float = math.inf) -> Callable[[str], float]:
+    """An argparse type: `kind(text)`, finite, greater than 0 and at most `high`."""
+    return number(kind, 0, high)
+
+
+# Ranges that keep every setting meaningful: a day for anything timed, a port's 16 bits.
+DAY = 86400.0
+PORT = number(int, 0, 65535, low_open=False)
+
+
+class DefaultsHelp(argparse.HelpFormatter):
+    """Help that shows each option's default, unless its text already says it or it has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or f"({default})" in text  # already says it its own way: "text table or JSON (text)"
+            or default in (None, False, argparse.SUPPRESS)
+            or default == []
+            or not action.option_strings
+        ):
+            return action.help
+        return f"{text} (default: %(default)s)"
 
 
 def add_api_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +81,10 @@ def add_api_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--auth-token-file", type=Path, help="file holding an IAM token")
     parser.add_argument(
-        "--request-timeout", type=positive(float), default=30.0, help="per API request (30)"
+        "--request-timeout",
+        type=positive(float, 3600),
+        default=30.0,
+        help="seconds per API request",
     )
 
 

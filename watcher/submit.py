@@ -12,8 +12,11 @@ lines (and messages about lines) come in input order too, each as soon as its li
 before it are settled. A bad line is reported with its file and line number and skipped; an API
 error is reported with the line, code and request id, and the run goes on. A 429 is retried after
 a pause; nothing else is, because a POST retried after a lost answer could create the job twice.
-An AuthError stops everything at once: requests not yet sent are not sent, the ones in flight are
-awaited so that no created job goes unprinted.
+Refused credentials (AuthError) or an API that cannot be connected to (nothing was sent) stop
+everything at once: requests not yet sent are not sent, the ones in flight are awaited so that no
+created job goes unprinted, and the command exits 2. With `--rest FILE` every input line that did
+not become a job (bad, refused, unanswered, not tried, not yet read) is copied to FILE as it was,
+so `watcher submit rest.jsonl` finishes the work.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import aiohttp
 import anyio
@@ -44,8 +48,9 @@ from watcher.errors import (
     TransportError,
     WatcherError,
 )
+from watcher.exits import unwrap
 from watcher.inputs import MAX_LINE_BYTES as RUN_LINE_BYTES
-from watcher.inputs import read_lines
+from watcher.inputs import check_inputs, read_lines
 from watcher.options import add_api_arguments, api_config, positive
 from watcher.ratelimit import HEADROOM, RateLimiter
 
@@ -83,6 +88,15 @@ class Request:
     passthrough: Mapping[str, Any]
     source: str = "-"
     line: int = 0
+    raw: bytes | None = field(default=None, compare=False, repr=False)
+
+
+class BadLine(InputError):
+    """An input line that cannot be a request, with its bytes (None: too long to keep)."""
+
+    def __init__(self, error: InputError, raw: bytes | None) -> None:
+        super().__init__(error.source, error.line, error.reason)
+        self.raw = raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +118,7 @@ class SubmitTally:
     bad: int = 0
     failed: int = 0
     skipped: int = 0
-    auth_error: AuthError | None = None
+    stopped: WatcherError | None = None
 
     @property
     def all_submitted(self) -> bool:
@@ -153,7 +167,7 @@ def parse_request(
     passthrough = {
         k: v for k, v in doc.items() if k not in BODY_FIELDS or (keep_text and k == "text")
     }
-    return Request(body, passthrough, source, line)
+    return Request(body, passthrough, source, line, raw)
 
 
 async def read_requests(
@@ -164,7 +178,7 @@ async def read_requests(
         try:
             request = parse_request(raw, source, number, defaults, keep_text=keep_text)
         except InputError as exc:
-            yield exc
+            yield BadLine(exc, raw)
             continue
         if request is not None:
             yield request
@@ -180,10 +194,21 @@ class _Pending:
     error: WatcherError | None = None
 
 
+def never_sent(error: BaseException) -> bool:
+    """Whether the request certainly did not leave: no connection could be made (refused, no
+    route, DNS, TLS handshake), so no job was created."""
+    return isinstance(error, TransportError) and isinstance(
+        error.__cause__, aiohttp.ClientConnectorError
+    )
+
+
 def describe(error: WatcherError) -> str:
-    """Why a line was not submitted, with the API's code and request id when there is one."""
+    """Why a line was not submitted, with the API's code and request id when there is one;
+    "may or may not" only when the request was sent and no answer came."""
     if isinstance(error, ApiError):
         return f"HTTP {error.status} {error.code}: {error.message} (request id {error.request_id})"
+    if never_sent(error):
+        return f"could not connect, nothing was sent: {error}"
     if isinstance(error, TransportError):
         return f"no answer, the job may or may not have been created: {error}"
     return str(error)
@@ -197,12 +222,15 @@ async def submit_all(
     emit: Callable[[Mapping[str, Any]], None],
     warn: Callable[[str], None],
     policy: SubmitPolicy = SubmitPolicy(),
+    rest: Callable[[bytes], None] | None = None,
 ) -> SubmitTally:
     """Create a job for each request; `emit` each `{"job_id", **passthrough}` in input order.
 
-    `warn` hears of each line not submitted, in input order. Returns the tally; when credentials
-    were refused, `tally.auth_error` holds the error and the lines after it were not tried. The
-    caller closes `items`.
+    `warn` hears of each line not submitted, in input order; `rest`, if given, gets the bytes of
+    each such line (every line of `items` that did not become a job, also those after a stop:
+    `items` is then read to its end). Returns the tally; when credentials were refused or the
+    API could not be connected to, `tally.stopped` holds the error and no line after it was
+    tried. The caller closes `items`.
     """
     tally = SubmitTally()
     slots = anyio.Semaphore(policy.max_in_flight)
@@ -210,9 +238,10 @@ async def submit_all(
     reading = anyio.CancelScope()
     waiting: set[anyio.CancelScope] = set()
 
-    def stop(exc: AuthError) -> None:
-        tally.auth_error = tally.auth_error or exc
-        reading.cancel()
+    def stop(exc: WatcherError) -> None:
+        tally.stopped = tally.stopped or exc
+        if rest is None:  # with --rest, the lines not read yet are copied there
+            reading.cancel()
         for scope in waiting:
             scope.cancel()
 
@@ -221,10 +250,10 @@ async def submit_all(
             for _ in range(policy.throttle_retries + 1):
                 with anyio.CancelScope() as scope:
                     waiting.add(scope)
-                    if tally.auth_error is None:
+                    if tally.stopped is None:
                         await limiter.acquire()
                 waiting.discard(scope)
-                if tally.auth_error is not None:
+                if tally.stopped is not None:
                     return
                 try:
                     pending.job_id = await creator.create_job(pending.request.body)
@@ -238,6 +267,8 @@ async def submit_all(
                     limiter.pause(exc.retry_after or policy.throttle_pause)
                 except WatcherError as exc:
                     pending.error = exc
+                    if never_sent(exc):
+                        stop(exc)
                     return
         finally:
             pending.done.set()
@@ -246,15 +277,21 @@ async def submit_all(
         if isinstance(item, InputError):
             tally.bad += 1
             warn(f"{item}; skipped")
+            raw = getattr(item, "raw", None)
         elif item.job_id is not None:
             tally.created += 1
             emit({"job_id": item.job_id, **item.request.passthrough})
+            return
         elif item.error is not None:
             tally.failed += 1
             where = f"{item.request.source}:{item.request.line}"
             warn(f"{where}: not submitted: {describe(item.error)}")
+            raw = item.request.raw
         else:
             tally.skipped += 1
+            raw = item.request.raw
+        if rest is not None and raw is not None:
+            rest(raw + b"\n")
 
     async def settle_in_order() -> None:
         with receive:
@@ -276,7 +313,10 @@ async def submit_all(
                 pending = _Pending(item)
                 send.send_nowait(pending)
                 tally.lines += 1
-                tg.start_soon(create, pending)
+                if tally.stopped is None:
+                    tg.start_soon(create, pending)
+                else:  # stopped: read on only to copy the line to --rest
+                    pending.done.set()
     return tally
 
 
@@ -312,9 +352,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rate",
-        type=positive(float),
+        type=positive(float, 10_000),
         default=10.0,
-        help="CreateAsyncTtsJob requests a second (10)",
+        help="CreateAsyncTtsJob requests a second",
+    )
+    parser.add_argument(
+        "--rest",
+        type=Path,
+        metavar="FILE",
+        help="write every input line not submitted (bad, refused, unanswered, not tried) to FILE, "
+        "as it was, for a later `watcher submit FILE`",
     )
     parser.add_argument(
         "--keep-text",
@@ -340,7 +387,9 @@ def _warn(message: str) -> None:
     print(f"watcher submit: {message}", file=sys.stderr, flush=True)
 
 
-async def _submit(api: ApiConfig, args: argparse.Namespace) -> SubmitTally:
+async def _submit(
+    api: ApiConfig, args: argparse.Namespace, rest: Callable[[bytes], None] | None
+) -> SubmitTally:
     limiter = RateLimiter(args.rate, headroom=HEADROOM)
     requests = read_requests(args.inputs, body_defaults(args), keep_text=args.keep_text)
     async with (
@@ -351,34 +400,48 @@ async def _submit(api: ApiConfig, args: argparse.Namespace) -> SubmitTally:
         aclosing(requests) as items,
     ):
         client = MetaStudioClient(api, session)
-        return await submit_all(client, items, limiter, emit=_emit, warn=_warn)
+        return await submit_all(client, items, limiter, emit=_emit, warn=_warn, rest=rest)
+
+
+def _write(stream: IO[bytes], data: bytes) -> None:
+    stream.write(data)
+
+
+def _open_rest(path: Path) -> IO[bytes]:
+    try:
+        return path.open("wb")
+    except OSError as exc:
+        raise ConfigError(f"--rest {path}: {exc.strerror}") from exc
 
 
 def run(args: argparse.Namespace) -> int:
-    """Submit every line; 0 if every line became a job, 1 if some did not, 2 if credentials were
-    refused. ConfigError (flags, credentials, a missing input) before anything is sent."""
-    for path in args.inputs:
-        if path != "-" and not Path(path).is_file():
-            raise ConfigError(f"input {path!r}: no such file")
-    if args.inputs.count("-") > 1:
-        raise ConfigError("'-' (stdin) can be given only once")
+    """Submit every line; 0 if every line became a job, 1 if some did not. Raises ConfigError
+    (flags, credentials, a missing input) before anything is sent, and the error that stopped
+    submitting (AuthError, an unreachable API) after the summary: `cli.main` maps them."""
+    check_inputs(args.inputs)
     api = api_config(args, os.environ, Path.home())
+    rest_file = _open_rest(args.rest) if args.rest is not None else None
     try:
-        tally = anyio.run(_submit, api, args)
-    except BaseExceptionGroup as group:  # one failed task (a closed stdout): raise it bare
-        raise group.exceptions[0] if len(group.exceptions) == 1 else group from None
+        rest = None if rest_file is None else partial(_write, rest_file)
+        tally = anyio.run(_submit, api, args, rest)
+    except BaseExceptionGroup as group:
+        raise unwrap(group) from None
+    finally:
+        if rest_file is not None:
+            rest_file.close()
+    not_submitted = tally.lines - tally.created
+    where = f"; written to {args.rest}" if args.rest is not None and not_submitted else ""
     print(
         f"watcher submit: lines: {tally.lines}, jobs created: {tally.created}, not submitted: "
-        f"{tally.lines - tally.created} ({tally.bad} bad, {tally.failed} refused by the API or "
-        f"unanswered, {tally.skipped} not tried)",
+        f"{not_submitted} ({tally.bad} bad, {tally.failed} refused by the API or "
+        f"unanswered, {tally.skipped} not tried){where}",
         file=sys.stderr,
     )
-    if tally.auth_error is not None:
-        exc = tally.auth_error
+    if tally.stopped is not None:
         print(
-            f"watcher: authentication failed: {exc} (request id {exc.request_id}); "
-            "stopped: lines after the last job printed were not submitted",
+            "watcher submit: stopped: lines after the last job printed were not submitted"
+            + ("" if args.rest is not None else " (--rest FILE keeps them for a rerun)"),
             file=sys.stderr,
         )
-        return 2
+        raise tally.stopped
     return 0 if tally.all_submitted else 1

@@ -18,6 +18,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 
@@ -26,10 +27,12 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from watcher import logs
 from watcher.api import USER_AGENT, MetaStudioClient
 from watcher.config import DownloadPolicy, RunConfig
 from watcher.download import Finished, JobDownload, download_worker
-from watcher.errors import InputError, LedgerError, first_watcher_error
+from watcher.errors import InputError, LedgerError
+from watcher.exits import leaves, unwrap
 from watcher.gate import ApiGate
 from watcher.inputs import Job, check_job_id
 from watcher.ledger import BatchSummary, Ledger, recover
@@ -85,12 +88,12 @@ async def watch(
     unwritten for the next run. Raises AuthError or OutageError (the run stopped; jobs not final
     were not written), LedgerError (another run holds the batch, or the manifest or `--out`
     cannot be used) and other WatcherErrors unwrapped from the task group, so callers see one
-    exception, not a group.
+    exception, not a group; when anything else was raised too, the group (`exits.unwrap`).
     """
     try:
         return await _watch(config, inputs, stop, hooks)
     except BaseExceptionGroup as group:
-        raise first_watcher_error(group) or group from None
+        raise unwrap(group) from None
 
 
 class _Tracker:
@@ -311,18 +314,35 @@ class Watcher:
         async with Watcher(config) as w:
             async for result in w.watch(job_ids):
                 print(result.job_id, result.status)
+        print(w.summary.tally.statuses)
 
     Results come as their manifest lines are written (the manifest, resume, retries and
     downloads work as in `watcher run`). Leaving the block before the last result stops the
-    run, as SIGINT does; errors such as AuthError are raised from the block. `summary` holds
-    the run's counts once it is over.
+    run, as SIGINT does: nothing more is polled, downloads under way get `config.grace` seconds
+    to finish, jobs not final stay unwritten for the next run. An exception in the block stops
+    it at once. Errors such as AuthError are raised from the block as themselves; an unexpected
+    one raised beside them comes as the exception group, so it is never hidden. `summary` is
+    there however the block ends (see its docstring).
     """
 
     def __init__(self, config: RunConfig, hooks: Hooks = Hooks()) -> None:
+        logs.default_to_stderr()
         self._config = config
         self._hooks = hooks
         self._tg: TaskGroup | None = None
-        self.summary: Summary | None = None
+        self._stop = anyio.Event()
+        self._written = Tally()  # every result on disk, also those after the caller left
+        self._summary: Summary | None = None
+        self._delivering: anyio.CancelScope | None = None
+
+    @property
+    def summary(self) -> Summary:
+        """The run's counts: what the run returned once it ended by itself or after leaving the
+        block early; else (cut off, or not over yet) the results written so far, with poll and
+        resume counts of zero."""
+        if self._summary is not None:
+            return self._summary
+        return Summary(self._written, PollStats(), ResumeStats())
 
     async def __aenter__(self) -> Watcher:
         self._tg = anyio.create_task_group()
@@ -336,11 +356,19 @@ class Watcher:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._tg is not None
-        self._tg.cancel_scope.cancel()  # a run the caller left early ends here
+        self._stop.set()  # a run the caller left early stops, as on SIGINT
+        if self._delivering is not None:
+            self._delivering.cancel()  # nobody reads the result it was handing over
+        if exc_type is None:
+            self._tg.cancel_scope.deadline = anyio.current_time() + self._config.grace
+        else:
+            self._tg.cancel_scope.cancel()
         try:
             return await self._tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
-            raise first_watcher_error(group) or group from None
+            if exc is not None and list(leaves(group)) == [exc]:
+                return False  # the block's own exception, as it was raised
+            raise unwrap(group) from None
 
     async def watch(
         self, jobs: Iterable[str | Job] | AsyncIterable[str | Job]
@@ -350,10 +378,21 @@ class Watcher:
             raise RuntimeError("use Watcher inside `async with`")
         send, receive = anyio.create_memory_object_stream[JobResult](64)
 
+        async def deliver(result: JobResult) -> None:
+            self._written.add(result)
+            if self._stop.is_set():
+                return
+            # A closed iterator: the caller is gone, and the result is on disk all the same.
+            closed = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+            with anyio.CancelScope() as scope, suppress(*closed):
+                self._delivering = scope
+                await send.send(result)
+            self._delivering = None
+
         async def run() -> None:
             async with send:
-                hooks = replace(self._hooks, on_result=send.send)
-                self.summary = await watch(self._config, _as_items(jobs), hooks=hooks)
+                hooks = replace(self._hooks, on_result=deliver)
+                self._summary = await watch(self._config, _as_items(jobs), self._stop, hooks)
 
         self._tg.start_soon(run)
         async with receive:

@@ -8,13 +8,15 @@ that came from the environment, a file or a flag are never printed.
 
 `--fault NAME=RATE` (repeatable) and `--slow-seconds` inject faults (see `watcher.sim.faults`).
 
-Exit status: 0 after a signal; 2 for unusable flags (a bad `--fault` among them), credentials or
-preload file; 1 if the port cannot be bound.
+Exit status: 0 after a signal; 2 for unusable flags (a bad `--fault` or `--port` among them),
+credentials or preload file, or a port that cannot be bound. `run` raises; `watcher.exits` (via
+`watcher sim` or `main` here) turns the error into the message and the code.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -24,10 +26,12 @@ from typing import IO
 
 import anyio
 
+from watcher import exits
 from watcher.auth import AkSk, Token
 from watcher.credentials import discover
 from watcher.errors import ConfigError, InputError
 from watcher.inputs import Job, parse_line
+from watcher.options import DAY, PORT, number, positive
 from watcher.sim.config import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, SimConfig
 from watcher.sim.faults import DEFAULT_SLOW_SECONDS, Fault, plan_from_specs
 from watcher.sim.server import serve
@@ -40,25 +44,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the simulator's flags to `parser`."""
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    add("--port", type=int, default=0, help="port to listen on (default 0: any free port)")
+    add("--port", type=PORT, default=0, help="port to listen on (default 0: any free port)")
     add("--seed", type=int, default=0, help="seed for created job ids (default 0)")
     add(
         "--time-scale",
-        type=float,
+        type=number(float, 0, 1000, low_open=False),
         default=1.0,
         help="multiply every simulated duration (0.01 = 100x faster; default 1)",
     )
-    add("--slots", type=int, default=4, help="jobs synthesised at once (default 4)")
+    add(
+        "--slots",
+        type=positive(int, 10_000),
+        default=4,
+        help="jobs synthesised at once (default 4)",
+    )
     add(
         "--url-ttl",
-        type=float,
+        type=positive(float, 7 * DAY),
         default=3600.0,
         help="seconds a result link stays valid, real time (default 3600)",
     )
-    add("--fail-percent", type=int, default=10, help="share of job ids that fail (default 10)")
+    add(
+        "--fail-percent",
+        type=number(int, 0, 100, low_open=False),
+        default=10,
+        help="share of job ids that fail (default 10)",
+    )
     add(
         "--rate-limit",
-        type=float,
+        type=positive(float, 1_000_000),
         default=None,
         help="requests per second per API before 429 APIGW.0308 (default: unlimited)",
     )
@@ -71,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--slow-seconds",
-        type=float,
+        type=number(float, -math.inf),  # finite; its range is checked with the fault plan
         default=None,
         help=f"real seconds a 'slow' fault delays an answer (default {DEFAULT_SLOW_SECONDS:g})",
     )
@@ -167,10 +181,13 @@ async def _serve_until_signal(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the simulator described by `args` (from `add_arguments`) until SIGINT or SIGTERM."""
+    """Run the simulator described by `args` (from `add_arguments`) until SIGINT or SIGTERM.
+
+    Raises ConfigError for unusable flags, credentials, preload file or port."""
     out, err = sys.stdout, sys.stderr
+    credentials, project_id, notes = resolve_credentials(args, dict(os.environ), Path.home())
     try:
-        credentials, project_id, notes = resolve_credentials(args, dict(os.environ), Path.home())
+        faults = plan_from_specs(args.fault, slow_seconds=args.slow_seconds)
         config = SimConfig(
             project_id=project_id,
             credentials=credentials,
@@ -180,12 +197,11 @@ def run(args: argparse.Namespace) -> int:
             url_ttl=args.url_ttl,
             fail_percent=args.fail_percent,
             rate_limit=args.rate_limit,
-            faults=plan_from_specs(args.fault, slow_seconds=args.slow_seconds),
+            faults=faults,
         )
-        jobs = read_preload(args.preload, err) if args.preload else []
-    except (ConfigError, ValueError) as exc:
-        print(f"{PROG}: {exc}", file=err)
-        return 2
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    jobs = read_preload(args.preload, err) if args.preload else []
     if active := config.faults.active:
         rates = ", ".join(f"{fault}={rate:g}" for fault, rate in active.items())
         notes.append(f"{PROG}: injecting faults {rates} (seed {config.seed})")
@@ -194,10 +210,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         anyio.run(_serve_until_signal, config, jobs, args.host, args.port, out, err)
     except OSError as exc:
-        print(f"{PROG}: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=err)
-        return 1
-    except KeyboardInterrupt:  # a signal before the handlers were in place
-        return 130
+        if exits.outcome(exc).message is None:  # stdout closed: not the port's fault
+            raise
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from exc
     return 0
 
 
@@ -205,7 +220,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`python -m watcher.sim [flags]`: the same as `watcher sim`."""
     parser = argparse.ArgumentParser(prog=PROG, description="Run the MetaStudio simulator.")
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # the same table as `watcher sim`
+        return exits.report(exc, PROG)
 
 
 if __name__ == "__main__":
