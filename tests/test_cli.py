@@ -188,6 +188,7 @@ def test_an_unreachable_api_past_the_outage_timeout_is_exit_3(
     assert "the API has been unreachable since" in err and "running the same command" in err
     assert (out / "manifest.jsonl").read_bytes() == b""
 
+
 DEAD = ["--endpoint", "http://127.0.0.1:9"]
 
 
