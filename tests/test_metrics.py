@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
+from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
+from helpers import make_jobs, read_manifest
 from prometheus_client.parser import text_string_to_metric_families
 
+from watcher.cli import main
 from watcher.manifest import ErrorInfo, JobResult, SavedFile
 from watcher.metrics import Metrics, MetricsConfig, Publisher
 from watcher.progress import Snapshot
@@ -131,7 +137,14 @@ def pushgateway(tmp_path: Path) -> Iterator[str]:
         )
     log = (tmp_path / "pushgateway.log").open("w+")
     process = subprocess.Popen(  # noqa: S603
-        [binary, "--web.listen-address=127.0.0.1:0"], stdout=log, stderr=subprocess.STDOUT
+        # Debian's build persists to /var/lib/prometheus by default: keep this one's in the test
+        [
+            binary,
+            "--web.listen-address=127.0.0.1:0",
+            f"--persistence.file={tmp_path / 'pushgateway.data'}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         address = None
@@ -174,3 +187,52 @@ def test_a_failed_push_is_a_warning_not_an_error() -> None:
     """A Pushgateway that is not there costs a warning; the run is not affected."""
     publisher = Publisher(Metrics(), MetricsConfig(pushgateway="http://127.0.0.1:9"))
     publisher.push()  # would raise URLError if not caught
+
+
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No setting or credential of the machine's; the test credentials; HOME in a temp folder."""
+    for name in [n for n in os.environ if n.startswith(("WATCHER_", "HUAWEICLOUD_", "CLOUD_SDK"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("METASTUDIO_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", TEST_AK)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", TEST_SK)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", TEST_PROJECT_ID)
+
+
+def test_a_run_pushes_its_counts_and_writes_the_textfile(
+    sim_factory: Any, pushgateway: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`watcher run --pushgateway --metrics-textfile`: the Pushgateway and the textfile hold the
+    run's jobs by status, its exit code and its batch label."""
+    _clean_env(monkeypatch, tmp_path)
+    jobs = make_jobs(6)
+    sim = sim_factory(jobs, fail_percent=34)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("".join(f"{j.job_id}\n" for j in jobs))
+    textfile = tmp_path / "watcher.prom"
+    argv = ["run", str(ids), "--endpoint", sim.url, "--out", str(tmp_path / "night-7")]
+    argv += ["--quiet", "--cadence", "0.02", "--rate", "2000", "--pushgateway", pushgateway]
+    argv += ["--metrics-textfile", str(textfile)]
+    code = main(argv)
+    statuses = Counter(r["status"] for r in read_manifest(tmp_path / "night-7"))
+    assert code == (0 if statuses["FAILED"] == 0 else 1)
+    for text in (get(f"{pushgateway}/metrics").decode(), textfile.read_text()):
+        got = samples(text)
+        for status, count in statuses.items():
+            key = [k for k in got if k[0] == "watcher_jobs_total" and ("status", status) in k[1]]
+            assert [got[k] for k in key] == [count], key
+        exit_code = [v for k, v in got.items() if k[0] == "watcher_run_exit_code"]
+        assert exit_code == [code]
+    pushed = samples(get(f"{pushgateway}/metrics").decode())
+    assert any(("batch", "night-7") in labels for _, labels in pushed)
+
+
+def test_an_unusable_pushgateway_url_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--pushgateway ftp://x` is refused naming the flag, exit 2, before anything runs."""
+    _clean_env(monkeypatch, tmp_path)
+    argv = ["run", "--endpoint", "http://127.0.0.1:9", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--pushgateway", "ftp://x"]) == 2
+    assert "--pushgateway" in capsys.readouterr().err

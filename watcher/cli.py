@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import anyio
 import structlog
@@ -28,11 +29,20 @@ import structlog
 from watcher import __version__, exits, logs, merge, report, submit
 from watcher.auth import AkSk
 from watcher.config import DownloadPolicy, PollPolicy, RunConfig
-from watcher.errors import Exit, InputError, NoJobsError
+from watcher.errors import ConfigError, Exit, InputError, NoJobsError
 from watcher.inputs import Job, check_inputs, read_inputs
+from watcher.metrics import Metrics, MetricsConfig, Publisher
 from watcher.naming import check_template
-from watcher.options import DAY, DefaultsHelp, add_api_arguments, api_config, number, positive
-from watcher.progress import Screen, TerminalProgress, log_progress, on_terminal
+from watcher.options import (
+    DAY,
+    PORT,
+    DefaultsHelp,
+    add_api_arguments,
+    api_config,
+    number,
+    positive,
+)
+from watcher.progress import Screen, Snapshot, TerminalProgress, log_progress, on_terminal
 from watcher.settings import apply
 from watcher.shard import shard_type
 from watcher.sim import cli as sim_cli
@@ -170,6 +180,31 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         choices=["auto", "console", "json"],
         help="console on a terminal, JSON lines otherwise (auto), or either",
     )
+    metrics = run.add_argument_group("metrics (Prometheus)")
+    metrics.add_argument(
+        "--pushgateway",
+        metavar="URL",
+        help="push metrics to this Pushgateway every --push-interval seconds and at the end",
+    )
+    metrics.add_argument(
+        "--push-interval", type=positive(float, DAY), default=30.0, help="seconds between pushes"
+    )
+    metrics.add_argument("--metrics-port", type=PORT, help="serve /metrics on this port")
+    metrics.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",
+        help="address --metrics-port listens on",  # noqa: S104
+    )
+    metrics.add_argument(
+        "--metrics-textfile",
+        metavar="PATH",
+        help="write the metrics here at exit, for node-exporter's textfile collector",
+    )
+    metrics.add_argument(
+        "--metrics-batch",
+        metavar="NAME",
+        help="the batch label of pushed metrics (default: the --out folder's name)",
+    )
 
 
 COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
@@ -258,6 +293,39 @@ def _hooks(args: argparse.Namespace) -> tuple[Hooks, TerminalProgress | None]:
     return Hooks(on_progress=log_progress, progress_interval=args.progress_interval or 30.0), None
 
 
+def _metrics_config(args: argparse.Namespace) -> MetricsConfig:
+    """Where the run's metrics go, from the metrics flags; ConfigError names a bad one."""
+    gateway = args.pushgateway
+    if gateway and urlsplit(gateway).scheme not in ("http", "https"):
+        raise ConfigError(f"--pushgateway {gateway!r}: not an http(s) URL")
+    batch = args.metrics_batch or Path(str(args.out)).name or "watcher"
+    shard = None if args.shard is None else str(args.shard.index)
+    return MetricsConfig(
+        pushgateway=gateway or None,
+        port=args.metrics_port,
+        host=args.metrics_host,
+        textfile=args.metrics_textfile,
+        batch=batch,
+        shard=shard,
+        push_interval=args.push_interval,
+    )
+
+
+def _with_metrics(hooks: Hooks, metrics: Metrics) -> Hooks:
+    """`hooks`, also feeding `metrics` every result and progress snapshot."""
+    show = hooks.on_progress
+
+    def progress(snapshot: Snapshot) -> None:
+        metrics.on_progress(snapshot)
+        if show is not None:
+            show(snapshot)
+
+    interval = hooks.progress_interval if show is not None else 5.0
+    return replace(
+        hooks, on_result=metrics.on_result, on_progress=progress, progress_interval=interval
+    )
+
+
 def _log_level(args: argparse.Namespace) -> str:
     """--log-level, raised to warning by --quiet."""
     if args.quiet and args.log_level in ("debug", "info"):
@@ -314,10 +382,13 @@ class _Counted:
 
 
 async def _watch_until_signalled(
-    config: RunConfig, inputs: AsyncIterator[Job | InputError], hooks: Hooks
+    config: RunConfig,
+    inputs: AsyncIterator[Job | InputError],
+    hooks: Hooks,
+    publisher: Publisher | None = None,
 ) -> Summary | None:
     """Run `watch`; the first SIGINT/SIGTERM stops it gently, within `config.grace` seconds, a
-    second one at once. None when a signal stopped it."""
+    second one at once. None when a signal stopped it. `publisher` pushes metrics meanwhile."""
     stop = anyio.Event()
     scope = anyio.CancelScope()
 
@@ -336,6 +407,8 @@ async def _watch_until_signalled(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(on_signals)
+            if publisher is not None:
+                tg.start_soon(publisher.push_periodically)
             with scope:
                 summary = await watch(config, inputs, stop, hooks)
             tg.cancel_scope.cancel()
@@ -346,6 +419,7 @@ async def _watch_until_signalled(
 
 def _run(args: argparse.Namespace) -> int:
     config = build_config(args, os.environ, Path.home())
+    metrics_config = _metrics_config(args)
     hooks, terminal = _hooks(args)
     logs.configure(
         level=_log_level(args),
@@ -353,10 +427,40 @@ def _run(args: argparse.Namespace) -> int:
         secrets=config.api.credentials.secrets(),
         screen=None if terminal is None else terminal.screen,
     )
+    publisher = None
+    if metrics_config.enabled:
+        metrics = Metrics()
+        hooks = _with_metrics(hooks, metrics)
+        publisher = Publisher(metrics, metrics_config)
+        try:
+            publisher.serve()
+        except OSError as exc:
+            raise ConfigError(
+                f"--metrics-port {metrics_config.port}: cannot listen: {exc.strerror or exc}"
+            ) from exc
+    try:
+        code = _watched(args, config, hooks, terminal, publisher)
+    except BaseException as exc:
+        if publisher is not None:
+            publisher.final(exits.outcome(exc).code)
+        raise
+    if publisher is not None:
+        publisher.final(code)
+    return code
+
+
+def _watched(
+    args: argparse.Namespace,
+    config: RunConfig,
+    hooks: Hooks,
+    terminal: TerminalProgress | None,
+    publisher: Publisher | None,
+) -> int:
+    """The run itself, its summary and its exit code."""
     started = time.monotonic()
     inputs = _Counted(read_inputs(args.inputs))
     try:
-        summary = anyio.run(_watch_until_signalled, config, aiter(inputs), hooks)
+        summary = anyio.run(_watch_until_signalled, config, aiter(inputs), hooks, publisher)
     finally:
         if terminal is not None:
             terminal.close()

@@ -121,9 +121,9 @@ class Metrics:
             self.bytes.inc(saved.bytes)
         if result.elapsed_s is not None:
             self.elapsed.observe(result.elapsed_s)
-        saved_at = getattr(result, "saved_at", None)
-        if saved_at is not None and result.finished_at is not None:
-            self.download_delay.observe(max(0.0, (saved_at - result.finished_at).total_seconds()))
+        if result.saved_at is not None and result.finished_at is not None:
+            delay = (result.saved_at - result.finished_at).total_seconds()
+            self.download_delay.observe(max(0.0, delay))
 
     def on_progress(self, s: Snapshot) -> None:
         """Take in one progress snapshot (the `on_progress` hook)."""
