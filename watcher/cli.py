@@ -192,8 +192,8 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     metrics.add_argument("--metrics-port", type=PORT, help="serve /metrics on this port")
     metrics.add_argument(
         "--metrics-host",
-        default="0.0.0.0",
-        help="address --metrics-port listens on",  # noqa: S104
+        default="0.0.0.0",  # noqa: S104  (a pod's metrics are scraped from outside it)
+        help="address --metrics-port listens on",
     )
     metrics.add_argument(
         "--metrics-textfile",
