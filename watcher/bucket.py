@@ -27,8 +27,9 @@ checksum headers unless asked, which matters: S3-compatible stores such as OBS r
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
@@ -46,6 +47,7 @@ from obstore.exceptions import (
 from obstore.store import S3Store
 
 from watcher.errors import ConfigError, DownloadError, LedgerError
+from watcher.manifest import JobResult
 
 SCHEMES = ("s3", "obs")
 MULTIPART_BYTES = 8 * 1024 * 1024
@@ -152,6 +154,11 @@ def _reason(exc: BaseException) -> str:
     return text[:MAX_MESSAGE] or exc.__class__.__name__
 
 
+def _name(path: str, base: Path) -> str:
+    """A ledger file path as the object's name under the prefix (its path below `base`)."""
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
 class Bucket:
     """Objects under one prefix of one bucket (see the module docstring)."""
 
@@ -210,6 +217,35 @@ class Bucket:
             raise LedgerError(f"cannot check {key} in {self.url}: {_reason(exc)}") from exc
         attributes = found.attributes
         return found.meta["size"] == size and attributes.get(SHA256_KEY) == sha256
+
+    async def sizes(self) -> dict[str, int]:
+        """Every object under the prefix and its size (one listing, 1,000 keys a request)."""
+        found: dict[str, int] = {}
+        try:
+            async for batch in obstore.list(self._store, self.url.prefix or None, chunk_size=1000):
+                found.update((meta["path"], meta["size"]) for meta in batch)
+        except (BaseError, OSError) as exc:
+            raise LedgerError(f"cannot list {self.url}: {_reason(exc)}") from exc
+        return found
+
+    async def checker(self, base: Path, *, verify: bool) -> Callable[[JobResult], Awaitable[bool]]:
+        """How a rerun tells a SUCCEED job's objects are intact: by one listing of the prefix
+        (each object there with its recorded size: the cheap check), or with `verify` by a
+        HEAD of each (its size and the sha256 stored with it). `base`: the folder the ledger's
+        file paths are relative to (their names under the prefix)."""
+        sizes = None if verify else await self.sizes()
+
+        async def intact(result: JobResult) -> bool:
+            for saved in result.files.values():
+                key = self.url.key(_name(saved.path, base))
+                if sizes is not None:
+                    if sizes.get(key) != saved.bytes:
+                        return False
+                elif not await self.intact(key, sha256=saved.sha256, size=saved.bytes):
+                    return False
+            return True
+
+        return intact
 
     async def _read(self, key: str) -> bytes:
         result = await obstore.get_async(self._store, key)

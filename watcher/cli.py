@@ -14,9 +14,11 @@ through the one table of `exits.py`, for every subcommand.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -28,6 +30,7 @@ import structlog
 
 from watcher import __version__, exits, logs, merge, report, submit
 from watcher.auth import AkSk
+from watcher.bucket import BucketUrl, store_options
 from watcher.config import DownloadPolicy, PollPolicy, RunConfig
 from watcher.errors import ConfigError, Exit, InputError, NoJobsError
 from watcher.inputs import Job, check_inputs, read_inputs
@@ -79,7 +82,11 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     """The flags of `watcher run` (and `watcher config`, which shows their effective values)."""
     run.add_argument("inputs", nargs="*", metavar="INPUT", help="job id files; '-' or none: stdin")
     run.add_argument("--config", metavar="FILE", help="TOML settings file (or WATCHER_CONFIG)")
-    run.add_argument("--out", type=Path, default=Path("tts-out"), help="folder for files")
+    run.add_argument(
+        "--out",
+        default="tts-out",
+        help="folder for files, or a bucket: s3://BUCKET/PREFIX, obs://BUCKET/PREFIX",
+    )
     run.add_argument("--manifest", help="manifest path (OUT/manifest.jsonl); '-' for stdout")
     add_api_arguments(run)
     run.add_argument(
@@ -242,17 +249,42 @@ def build_parser() -> argparse.ArgumentParser:
     return build_parsers()[0]
 
 
+def _where(
+    args: argparse.Namespace, env: Mapping[str, str]
+) -> tuple[Path, Path | None, BucketUrl | None]:
+    """The local folder files are written to, the manifest, and the bucket they go on to.
+
+    A bucket `--out` keeps the ledger in the bucket: the local folder is a spool under the
+    system's temporary folder (checked files wait there for their upload) holding this run's
+    copy of the ledger, so `--manifest` is refused with it.
+    """
+    bucket = BucketUrl.parse(str(args.out))
+    if bucket is None:
+        out = Path(args.out)
+        manifest = None if args.manifest == "-" else Path(args.manifest or out / "manifest.jsonl")
+        return out, manifest, None
+    if args.manifest is not None:
+        raise ConfigError(
+            f"--manifest: with --out {bucket} the ledger lives in the bucket "
+            f"({bucket.key('manifest.jsonl')}); leave --manifest out"
+        )
+    store_options(bucket, env)  # missing bucket credentials: said now, before any work
+    tag = hashlib.sha256(str(bucket).encode()).hexdigest()[:12]
+    spool = Path(tempfile.gettempdir()) / "watcher-spool" / f"{bucket.bucket}-{tag}"
+    return spool, spool / "manifest.jsonl", bucket
+
+
 def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | None) -> RunConfig:
     """The run's config from parsed flags and the environment; ConfigError names the culprit."""
     api = api_config(args, env, home)
     check_inputs(args.inputs)
     check_template(args.name)
-    manifest = None if args.manifest == "-" else Path(args.manifest or args.out / "manifest.jsonl")
+    out, manifest, bucket = _where(args, env)
     attempts = int(args.max_retries) + 1
     rate = args.shard.rate(args.rate) if args.shard else args.rate
     return RunConfig(
         api=api,
-        out_dir=args.out,
+        out_dir=out,
         manifest=manifest,
         poll=PollPolicy(
             cadence=args.cadence,
@@ -278,6 +310,7 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | 
         name_template=args.name,
         shard=args.shard,
         verify=args.verify,
+        bucket=bucket,
     )
 
 

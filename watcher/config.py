@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from watcher.auth import Credentials
+from watcher.bucket import BucketUrl
 from watcher.ratelimit import HEADROOM
 from watcher.retry import RetryPolicy
 from watcher.shard import Shard
@@ -120,3 +121,4 @@ class RunConfig:
     name_template: str = "{job_id}"
     shard: Shard | None = None
     verify: bool = False
+    bucket: BucketUrl | None = None

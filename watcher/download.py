@@ -34,6 +34,7 @@ from yarl import URL
 
 from watcher.api import JobStatus
 from watcher.audio import audio_seconds
+from watcher.bucket import Bucket
 from watcher.config import DownloadPolicy
 from watcher.errors import ApiError, DownloadError, TransportError
 from watcher.inputs import Job
@@ -109,9 +110,20 @@ class JobDownload:
     # retries by kind, for the run's summary: "download" (a file tried again), "fresh links"
     # (links fetched again after storage refused them as expired)
     retries: Counter[str] = field(default_factory=Counter)
+    # --out s3:// or obs://: each checked file goes on to the bucket, and leaves `out_dir` (the
+    # spool) once it is there
+    bucket: Bucket | None = None
 
     def __post_init__(self) -> None:
         self.storage = self.outage or Outage("storage", timeout=self.policy.outage_timeout)
+
+    async def _upload(self, saved: SavedFile, local: Path) -> SavedFile:
+        """Put the checked file `local` into the bucket under its name; the spool copy goes."""
+        assert self.bucket is not None
+        await self.bucket.put_file(local, local.name, sha256=saved.sha256, size=saved.bytes)
+        with suppress(OSError):
+            await anyio.Path(local).unlink()
+        return saved
 
     def wants(self, kind: str) -> bool:
         """Whether `--files` asks for this kind of file."""
@@ -170,6 +182,8 @@ class JobDownload:
                     self.storage.answered()
                     raise
                 self.storage.answered()
+                if self.bucket is not None:
+                    saved = await self._upload(saved, target)
                 return saved, links, obtained
             except DownloadError as exc:
                 attempt += 1

@@ -227,8 +227,9 @@ class ManifestFile:
                 "to resume"
             )
 
-    def append(self, results: list[JobResult], durable: bool) -> None:
-        """Write `results` as lines, flushed and (when `durable`) fsynced; blocking."""
+    def append(self, results: list[JobResult], durable: bool) -> bytes:
+        """Write `results` as lines, flushed and (when `durable`) fsynced; blocking. Returns
+        the bytes written."""
         self.check(len(results))
         data = b"".join(result.stamped().to_json(self.base) for result in results)
         try:
@@ -245,6 +246,7 @@ class ManifestFile:
                 "are kept); run the same command again to resume"
             ) from exc
         self.written += len(results)
+        return data
 
     def close(self) -> None:
         """Close the file (stdout is left open); never raises."""
@@ -259,9 +261,11 @@ async def write_all(
     tally: Tally,
     *,
     on_written: Callable[[JobResult], Awaitable[None]] | None = None,
+    mirror: Callable[[bytes], Awaitable[None]] | None = None,
 ) -> None:
     """Write every result received until all senders close, counting each in `tally` and then
-    telling `on_written` (if given) once its line is on disk.
+    telling `on_written` (if given) once its line is on disk. `mirror`, if given, gets each
+    batch's bytes once they are on disk, before anyone is told (the bucket's ledger segments).
 
     Lines are appended, flushed and (to a file) fsynced before the next batch; a batch is
     whatever has queued up meanwhile (group commit), so a busy run pays one fsync per batch
@@ -279,7 +283,9 @@ async def write_all(
                     batch.append(results.receive_nowait())
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     break
-            await anyio.to_thread.run_sync(manifest.append, batch, durable)
+            data = await anyio.to_thread.run_sync(manifest.append, batch, durable)
+            if mirror is not None:
+                await mirror(data)
             for result in batch:
                 tally.add(result)
                 if on_written is not None:

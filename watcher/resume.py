@@ -14,7 +14,7 @@ are removed before anything starts (under the batch lock, so never another run's
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +47,14 @@ class ResumeStats:
         self.kept[status] += 1
 
 
-async def _settled(result: JobResult, retry_failed: bool, verify: bool) -> bool:
+ObjectCheck = Callable[[JobResult], Awaitable[bool]]
+
+
+async def _settled(
+    result: JobResult, retry_failed: bool, verify: bool, objects: ObjectCheck | None
+) -> bool:
+    if result.status == "SUCCEED" and objects is not None:
+        return bool(result.files) and await objects(result)  # files in a bucket
     if result.status == "SUCCEED":
         if not verify and result.files and all(map(unchanged, result.files.values())):
             return True  # a stat per file: cheaper than a thread hand-off
@@ -64,8 +71,10 @@ async def unsettled(
     retry_failed: bool,
     stats: ResumeStats,
     verify: bool = False,
+    objects: ObjectCheck | None = None,
 ) -> AsyncIterator[Job | InputError]:
-    """The items of `inputs` that `ledger` has not settled (see the module docstring)."""
+    """The items of `inputs` that `ledger` has not settled (see the module docstring);
+    `objects` checks a SUCCEED job's files when they live in a bucket (`bucket.py`)."""
     checked = 0
     async for item in inputs:
         if isinstance(item, InputError):
@@ -81,7 +90,7 @@ async def unsettled(
         checked += 1
         if checked % CHECKPOINT_EVERY == 0:
             await anyio.lowlevel.checkpoint()
-        if await _settled(result, retry_failed, verify):
+        if await _settled(result, retry_failed, verify, objects):
             stats.skip(result.status)
             continue
         stats.rewatched += 1

@@ -14,12 +14,15 @@ carries API credentials).
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
+from itertools import count
+from pathlib import Path
 from types import TracebackType
 
 import aiohttp
@@ -29,6 +32,7 @@ from anyio.abc import TaskGroup
 
 from watcher import logs
 from watcher.api import USER_AGENT, MetaStudioClient
+from watcher.bucket import Bucket
 from watcher.config import DownloadPolicy, RunConfig
 from watcher.download import Finished, JobDownload, download_worker
 from watcher.errors import InputError, LedgerError
@@ -162,6 +166,16 @@ def _out_dir(config: RunConfig) -> None:
         ) from exc
 
 
+def _replace(path: Path, data: bytes) -> None:
+    """Make `path` hold `data`, atomically (a temporary file beside it, renamed)."""
+    part = path.with_name(path.name + ".download")
+    try:
+        part.write_bytes(data)
+        os.replace(part, path)
+    except OSError as exc:
+        raise LedgerError(f"manifest {path}: cannot write: {os_reason(exc)}") from exc
+
+
 def _prepare(config: RunConfig) -> Ledger:
     """Clear a killed run's leftovers and read back the batch's ledger (the lock is held)."""
     if removed := remove_partials(config.out_dir):
@@ -216,15 +230,33 @@ async def _watch_locked(
     stop: anyio.Event | None,
     hooks: Hooks,
 ) -> Summary:
+    bucket = None if config.bucket is None else Bucket.open(config.bucket, os.environ)
+    if bucket is not None and config.manifest is not None:
+        # The ledger lives in the bucket; the local manifest is this run's copy of it.
+        data = await bucket.read_ledger()
+        await anyio.to_thread.run_sync(_replace, config.manifest, data)
     ledger = await anyio.to_thread.run_sync(_prepare, config)
     manifest = ManifestFile(config.manifest)
     resume = ResumeStats()
     if config.shard is not None:
         inputs = _owned(inputs, config.shard)
     named = Namer(config.name_template).apply(inputs)
+    objects = None if bucket is None else await bucket.checker(config.out_dir, verify=config.verify)
     todo = unsettled(
-        named, ledger, retry_failed=config.retry_failed, stats=resume, verify=config.verify
+        named,
+        ledger,
+        retry_failed=config.retry_failed,
+        stats=resume,
+        verify=config.verify,
+        objects=objects,
     )
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
+    segments = count()
+
+    async def mirror(data: bytes) -> None:
+        assert bucket is not None
+        await bucket.append(run_id, next(segments), data)
+
     workers = config.download.workers
     results_tx, results_rx = anyio.create_memory_object_stream[JobResult](workers * 4)
     # Unbounded: a final job waits here for a download worker (a few hundred bytes each) rather
@@ -240,7 +272,13 @@ async def _watch_locked(
     written = anyio.Event()
 
     async def write() -> None:
-        await write_all(manifest, results_rx, tally, on_written=hooks.on_result)
+        await write_all(
+            manifest,
+            results_rx,
+            tally,
+            on_written=hooks.on_result,
+            mirror=None if bucket is None else mirror,
+        )
         written.set()
 
     async def report(tracker: _Tracker, show: Callable[[Snapshot], None]) -> None:
@@ -261,7 +299,12 @@ async def _watch_locked(
             gate = ApiGate(client, config.poll, outage)
             poller = Poller(gate, config.poll, finished_tx, results_tx.clone())
             download = JobDownload(
-                download_session, gate.fresh, config.out_dir, config.download, random.Random()
+                download_session,
+                gate.fresh,
+                config.out_dir,
+                config.download,
+                random.Random(),
+                bucket=bucket,
             )
             tg.start_soon(write)
             async with finished_rx, results_tx:
@@ -280,6 +323,8 @@ async def _watch_locked(
         manifest.close()
     retries = {"poll": poller.stats.retries, "list page": sweeper.retries if sweeper else 0}
     retries.update(download.retries)
+    if bucket is not None:
+        await bucket.compact()  # the run's segments folded into prefix/manifest.jsonl
     return Summary(tally, poller.stats, resume, retries)
 
 
