@@ -131,7 +131,28 @@ async def test_the_ledger_lives_in_segments_and_compacts(s3: S3Server) -> None:
     await bucket.compact()
     client: Any = s3.client()
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="ledger")["Contents"]]
-    assert keys == ["night/1/manifest.jsonl"]
+    assert keys == ["night/1/manifest/compacted-all.jsonl"]
     await bucket.append("20261202T010000Z-1", 0, b'{"job_id":"d"}\n')
     lines = (await bucket.read_ledger()).splitlines()
     assert lines == [b'{"job_id":"a"}', b'{"job_id":"b"}', b'{"job_id":"c"}', b'{"job_id":"d"}']
+
+
+@pytest.mark.anyio
+async def test_shards_sharing_a_prefix_keep_to_their_own_ledger_objects(s3: S3Server) -> None:
+    """Two writers on one prefix: each compacts only its own segments; the ledger holds both."""
+    shared = make_bucket(s3, "shared")
+    url = shared.url
+    one, two = (Bucket(url, shared._store, writer) for writer in ("shard-0-of-2", "shard-1-of-2"))
+    await one.append("r1", 0, b'{"job_id":"a"}\n')
+    await two.append("r2", 0, b'{"job_id":"b"}\n')
+    await one.compact()
+    client: Any = s3.client()
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="shared")["Contents"])
+    assert keys == [
+        "night/1/manifest/compacted-shard-0-of-2.jsonl",
+        "night/1/manifest/segment-shard-1-of-2--r2-00000000.jsonl",
+    ]
+    assert sorted((await shared.read_ledger()).splitlines()) == [
+        b'{"job_id":"a"}',
+        b'{"job_id":"b"}',
+    ]

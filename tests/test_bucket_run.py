@@ -55,8 +55,9 @@ def _objects(s3: S3Server, prefix: str) -> dict[str, Any]:
 
 
 def _ledger(s3: S3Server, prefix: str) -> list[dict[str, Any]]:
-    client: Any = s3.client()
-    body = client.get_object(Bucket=BUCKET, Key=f"{prefix}/manifest.jsonl")["Body"].read()
+    url = BucketUrl.parse(f"s3://{BUCKET}/{prefix}")
+    assert url is not None
+    body = anyio.run(Bucket.open(url, s3.env()).read_ledger)
     return [orjson.loads(line) for line in body.splitlines()]
 
 
@@ -86,7 +87,7 @@ def _check_batch(s3: S3Server, prefix: str, job_ids: list[str]) -> None:
             assert len(data) == saved["bytes"]
             assert hashlib.sha256(data).hexdigest() == saved["sha256"]
             assert got["Metadata"]["watcher-sha256"] == saved["sha256"]
-    assert not [k for k in _objects(s3, prefix) if "/manifest/" in k]  # segments compacted
+    assert not [k for k in _objects(s3, prefix) if "/segment-" in k]  # segments compacted
 
 
 def test_a_batch_goes_to_the_bucket_and_reruns_without_the_local_disk(
@@ -150,7 +151,7 @@ def test_kill_9_mid_run_then_a_rerun_with_the_local_folder_gone(
     )
     try:
         for _ in range(600):  # up to ~30 s for the first ledger segment to reach the bucket
-            if any("/manifest/" in k for k in _objects(s3, "k9")) or child.poll() is not None:
+            if any("/segment-" in k for k in _objects(s3, "k9")) or child.poll() is not None:
                 break
             time.sleep(0.05)
         assert child.poll() is None, "the run ended before it could be killed"
@@ -209,3 +210,24 @@ def test_kill_9_during_a_multipart_upload_leaves_nothing_under_the_key(
         return await bucket.intact("mp/big.wav", sha256=sha, size=len(data))
 
     assert anyio.run(upload_again)
+
+
+def test_shards_share_one_prefix_and_report_reads_the_whole_batch(
+    s3: S3Server, sim_factory: Any, tmp_path: Path, capsys: Any
+) -> None:
+    """Two shards write into one bucket prefix with no shared disk; `watcher report s3://...`
+    then reports the whole batch, and each shard's rerun skips its own jobs."""
+    jobs = make_jobs(8)
+    sim = sim_factory(jobs)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("".join(f"{j.job_id}\n" for j in jobs))
+    for k in (0, 1):
+        assert main([*_argv(ids, sim.url, "sharded"), "--shard", f"{k}/2"]) == 0
+    _check_batch(s3, "sharded", [j.job_id for j in jobs])
+    capsys.readouterr()
+    assert main(["report", f"s3://{BUCKET}/sharded", "--format", "json"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["jobs"] == 8
+    downloads = sim.sim.stats.count("Storage")
+    shutil.rmtree(_spool())
+    assert main([*_argv(ids, sim.url, "sharded"), "--shard", "1/2"]) == 0
+    assert sim.sim.stats.count("Storage") == downloads

@@ -7,11 +7,13 @@ part of a file, and a kill -9 mid-upload leaves nothing under it). The object ca
 sha256 and size as user metadata (`watcher-sha256`, `watcher-bytes`), so a rerun can tell an
 intact object from a stale one with a HEAD, without the local disk.
 
-The ledger lives in the bucket too, in a form object storage supports (no appends): every
-group commit is a new object `prefix/manifest/<run>-<seq>.jsonl`, and the end of a run compacts
-them into `prefix/manifest.jsonl` (written first, segments deleted after, so a crash between the
-two only repeats lines, which the counting rule absorbs). Reading the ledger is that object and
-then every segment, in key order.
+The ledger lives in the bucket too, in a form object storage supports (no appends), under
+`prefix/manifest/`: every group commit is a new object `segment-<writer>--<run>-<seq>.jsonl`,
+and the end of a run folds its writer's segments into `compacted-<writer>.jsonl` (written first,
+segments deleted after, so a crash between the two only repeats lines, which the counting rule
+absorbs). The writer is `all`, or `shard-K-of-N` for `--shard K/N`: N shards can share one
+prefix, each writing only its own objects, and the prefix's ledger is the whole batch's. Reading
+it is every compacted object, then every segment, in key order.
 
 Credentials and endpoint are the bucket's, never the API's, under the ecosystem's usual names:
 - `s3://`: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
@@ -30,7 +32,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -53,8 +54,9 @@ SCHEMES = ("s3", "obs")
 MULTIPART_BYTES = 8 * 1024 * 1024
 SHA256_KEY = "watcher-sha256"
 BYTES_KEY = "watcher-bytes"
-LEDGER_OBJECT = "manifest.jsonl"
-SEGMENTS = "manifest"
+LEDGER = "manifest"  # the folder under the prefix that holds the ledger's objects
+COMPACTED = "compacted-"
+SEGMENT = "segment-"
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 MAX_MESSAGE = 300
 
@@ -154,6 +156,10 @@ def _reason(exc: BaseException) -> str:
     return text[:MAX_MESSAGE] or exc.__class__.__name__
 
 
+def _base(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
 def _name(path: str, base: Path) -> str:
     """A ledger file path as the object's name under the prefix (its path below `base`)."""
     return Path(os.path.relpath(path, base)).as_posix()
@@ -162,12 +168,13 @@ def _name(path: str, base: Path) -> str:
 class Bucket:
     """Objects under one prefix of one bucket (see the module docstring)."""
 
-    def __init__(self, url: BucketUrl, store: S3Store) -> None:
+    def __init__(self, url: BucketUrl, store: S3Store, writer: str = "all") -> None:
         self.url = url
         self._store = store
+        self.writer = writer  # whose ledger objects this run writes: "all", or "shard-K-of-N"
 
     @classmethod
-    def open(cls, url: BucketUrl, env: Mapping[str, str]) -> Bucket:
+    def open(cls, url: BucketUrl, env: Mapping[str, str], writer: str = "all") -> Bucket:
         """A Bucket for `url`, configured from `env`; ConfigError when it cannot be."""
         options = store_options(url, env)
         client_options = options.pop("client_options", None)
@@ -178,7 +185,7 @@ class Bucket:
             )
         except (BaseError, ValueError) as exc:
             raise ConfigError(f"--out {url}: {_reason(exc)}") from exc
-        return cls(url, store)
+        return cls(url, store, writer)
 
     def uri(self, name: str) -> str:
         """The object's URL, as the ledger records it."""
@@ -252,29 +259,28 @@ class Bucket:
         return bytes(await result.bytes_async())
 
     async def read_ledger(self) -> bytes:
-        """The whole ledger: the compacted object, then every segment in key order."""
+        """The whole ledger: every writer's compacted object, then every segment, in key order
+        (each writer's own lines stay in the order it wrote them)."""
         try:
-            parts = []
-            with suppress(NotFoundError, FileNotFoundError):
-                parts.append(await self._read(self.url.key(LEDGER_OBJECT)))
-            for key in await self._segments():
-                parts.append(await self._read(key))
+            keys = await self._ledger_keys()
+            compacted = [k for k in keys if _base(k).startswith(COMPACTED)]
+            segments = [k for k in keys if _base(k).startswith(SEGMENT)]
+            parts = [await self._read(key) for key in (*compacted, *segments)]
         except (BaseError, OSError) as exc:
             raise LedgerError(f"cannot read the ledger in {self.url}: {_reason(exc)}") from exc
         return b"".join(
             part if part.endswith(b"\n") or not part else part + b"\n" for part in parts
         )
 
-    async def _segments(self) -> list[str]:
-        prefix = self.url.key(SEGMENTS)
+    async def _ledger_keys(self) -> list[str]:
         keys: list[str] = []
-        async for batch in obstore.list(self._store, prefix):
+        async for batch in obstore.list(self._store, self.url.key(LEDGER)):
             keys.extend(meta["path"] for meta in batch if meta["path"].endswith(".jsonl"))
         return sorted(keys)
 
     async def append(self, run: str, seq: int, data: bytes) -> str:
-        """Write one group commit of ledger lines as its own segment object; its key."""
-        key = self.url.key(f"{SEGMENTS}/{run}-{seq:08d}.jsonl")
+        """Write one group commit of this writer's ledger lines as a segment object; its key."""
+        key = self.url.key(f"{LEDGER}/{SEGMENT}{self.writer}--{run}-{seq:08d}.jsonl")
         try:
             await obstore.put_async(self._store, key, data, use_multipart=False)
         except (BaseError, OSError) as exc:
@@ -285,13 +291,21 @@ class Bucket:
         return key
 
     async def compact(self) -> None:
-        """Fold every segment into the single ledger object (see the module docstring)."""
-        segments = await self._segments()
-        if not segments:
-            return
-        data = await self.read_ledger()
+        """Fold this writer's segments into its compacted object (see the module docstring).
+        Only its own: shards sharing a prefix never write each other's objects."""
+        own = f"{SEGMENT}{self.writer}--"
+        compacted = self.url.key(f"{LEDGER}/{COMPACTED}{self.writer}.jsonl")
         try:
-            await obstore.put_async(self._store, self.url.key(LEDGER_OBJECT), data)
+            keys = await self._ledger_keys()
+            segments = [k for k in keys if _base(k).startswith(own)]
+            if not segments:
+                return
+            parts = []
+            if compacted in keys:
+                parts.append(await self._read(compacted))
+            parts += [await self._read(key) for key in segments]
+            data = b"".join(p if p.endswith(b"\n") or not p else p + b"\n" for p in parts)
+            await obstore.put_async(self._store, compacted, data)
             for key in segments:
                 await obstore.delete_async(self._store, key)
         except (BaseError, OSError) as exc:

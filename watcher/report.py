@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import anyio
 import orjson
 import structlog
 
+from watcher.bucket import Bucket, BucketUrl
 from watcher.errors import ConfigError
 from watcher.ledger import (
     BadLine,
@@ -402,19 +406,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the report; 0 if every job SUCCEEDed and every line was readable, else 1.
 
-    ConfigError when the manifest does not exist.
+    MANIFEST may be a bucket (`s3://BUCKET/PREFIX`, as given to `watcher run --out`): its
+    ledger is read from there. ConfigError when the manifest does not exist.
     """
+    url = BucketUrl.parse(args.manifest)
+    if url is None:
+        title = "<stdin>" if args.manifest == "-" else Path(args.manifest).name
+        return _run(args, args.manifest, title)
+    data = anyio.run(Bucket.open(url, os.environ).read_ledger)
+    with tempfile.TemporaryDirectory(prefix="watcher-report-") as folder:
+        local = Path(folder) / "manifest.jsonl"
+        local.write_bytes(data)
+        return _run(args, str(local), str(url))
 
+
+def _run(args: argparse.Namespace, manifest: str, title: str) -> int:
     def warn(message: str) -> None:
         print(f"watcher: warning: {message}", file=sys.stderr)
 
     if args.html is None:
-        report = Report.from_path(args.manifest, warn=warn)
+        report = Report.from_path(manifest, warn=warn)
     else:
         from watcher import html  # imported here: the page module builds on this one
 
-        report, records = html.load(args.manifest, warn)
-        title = "<stdin>" if args.manifest == "-" else Path(args.manifest).name
+        report, records = html.load(manifest, warn)
         html.write(args.html, report, records, title)
         print(f"watcher: wrote {args.html}", file=sys.stderr)
     text = render_json(report) if args.format == "json" else render_text(report)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -230,7 +231,10 @@ async def _watch_locked(
     stop: anyio.Event | None,
     hooks: Hooks,
 ) -> Summary:
-    bucket = None if config.bucket is None else Bucket.open(config.bucket, os.environ)
+    writer = (
+        "all" if config.shard is None else f"shard-{config.shard.index}-of-{config.shard.count}"
+    )
+    bucket = None if config.bucket is None else Bucket.open(config.bucket, os.environ, writer)
     if bucket is not None and config.manifest is not None:
         # The ledger lives in the bucket; the local manifest is this run's copy of it.
         data = await bucket.read_ledger()
@@ -250,7 +254,10 @@ async def _watch_locked(
         verify=config.verify,
         objects=objects,
     )
-    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
+    # unique across the pods of a sharded night (a container's pid is often 1)
+    run_id = (
+        f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{socket.gethostname()}-{os.getpid()}"
+    )
     segments = count()
 
     async def mirror(data: bytes) -> None:
