@@ -22,9 +22,7 @@ from typing import Any
 
 import orjson
 
-from watcher.errors import ConfigError
-from watcher.ledger import BadLine, Ledger, read_manifest
-from watcher.report import Percentiles, Report, printable
+from watcher.report import Percentiles, Report, printable, read_ledger
 
 # Colour per status (colour-blind-safe: Okabe-Ito), and their order in a stack.
 COLOURS = {
@@ -466,13 +464,7 @@ def load(
 
     ConfigError when the file does not exist; LedgerError when it cannot be read.
     """
-    if path != "-" and not Path(path).is_file():
-        raise ConfigError(f"manifest {path!r}: no such file")
-    ledger = Ledger()
-    for item in read_manifest(path):
-        if isinstance(item, BadLine) and warn is not None:
-            warn(str(item))
-        ledger.add(item)
+    ledger = read_ledger(path, warn=warn)
     records = [orjson.loads(line.result.to_json()) for line in ledger.lines.values()]
     return Report.from_ledger(ledger), records
 

@@ -190,14 +190,7 @@ class Report:
 
         ConfigError when the file does not exist; LedgerError when it cannot be read.
         """
-        if path != "-" and not Path(path).is_file():
-            raise ConfigError(f"manifest {path!r}: no such file")
-        ledger = Ledger()
-        for item in read_manifest(path):
-            if isinstance(item, BadLine) and warn is not None:
-                warn(str(item))
-            ledger.add(item)
-        return cls.from_ledger(ledger)
+        return cls.from_ledger(read_ledger(path, warn=warn))
 
     @classmethod
     def _summarise(cls, winners: list[Mapping[str, Any]], count: int, unreadable: int) -> Report:
@@ -238,6 +231,21 @@ class Report:
             superseded=count - len(winners),
             unreadable=unreadable,
         )
+
+
+def read_ledger(path: str, *, warn: Callable[[str], None] | None = None) -> Ledger:
+    """The ledger of the manifest at `path` (`-`: stdin); `warn` hears of each bad line.
+
+    ConfigError when the file does not exist; LedgerError when it cannot be read.
+    """
+    if path != "-" and not Path(path).is_file():
+        raise ConfigError(f"manifest {path!r}: no such file")
+    ledger = Ledger()
+    for item in read_manifest(path):
+        if isinstance(item, BadLine) and warn is not None:
+            warn(str(item))
+        ledger.add(item)
+    return ledger
 
 
 def _failure_key(record: Mapping[str, Any]) -> tuple[str, str]:
