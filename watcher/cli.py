@@ -62,20 +62,6 @@ def _kinds(text: str) -> frozenset[str]:
     return kinds
 
 
-def _at_least_zero(kind: Callable[[str], float]) -> Callable[[str], float]:
-    """An argparse type: `kind(text)`, refused when negative."""
-
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def add_run_arguments(run: argparse.ArgumentParser) -> None:
@@ -130,33 +116,33 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--max-file-bytes",
-        type=_at_least_zero(int),
+        type=number(int, 0, 2**62, low_open=False),
         default=DownloadPolicy().max_file_bytes,
-        help="refuse larger downloads, with or without a Content-Length (4 GiB); 0: no cap",
+        help="refuse larger downloads, with or without a Content-Length; 0: no cap",
     )
     run.add_argument(
         "--speed-limit",
-        type=_at_least_zero(float),
+        type=number(float, 0, low_open=False),
         default=DownloadPolicy().speed_limit,
-        help="bytes a second under which, for --speed-time, a download try is abandoned (1024)",
+        help="bytes a second under which, for --speed-time, a download try is abandoned",
     )
     run.add_argument(
         "--speed-time",
-        type=positive(float),
+        type=positive(float, DAY),
         default=DownloadPolicy().speed_time,
-        help="seconds a download may stay under --speed-limit (or get nothing) (30)",
+        help="seconds a download may stay under --speed-limit (or get nothing)",
     )
     run.add_argument(
         "--outage-timeout",
-        type=positive(float),
-        default=900.0,
-        help="seconds the API or storage may be unreachable before the run stops, exit 3 (900)",
+        type=positive(float, 7 * DAY),
+        default=PollPolicy().outage_timeout,
+        help="seconds the API or storage may be unreachable before the run stops, exit 3",
     )
     run.add_argument(
         "--max-pause",
-        type=positive(float),
-        default=60.0,
-        help="longest pause a 429's Retry-After may impose, in seconds (60)",
+        type=positive(float, DAY),
+        default=PollPolicy().max_pause,
+        help="longest pause a 429's Retry-After may impose, in seconds",
     )
     run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     run.add_argument(
