@@ -14,8 +14,7 @@ are saved; one JSONL manifest line is written per job. As a library:
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from watcher._version import __version__
 from watcher.auth import AkSk, Token
 from watcher.config import ApiConfig, DownloadPolicy, PollPolicy, RunConfig
 from watcher.errors import (

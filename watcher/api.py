@@ -25,7 +25,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from watcher import __version__
+from watcher._version import __version__
 from watcher.auth import AkSk, Token, canonical_query, sign
 from watcher.config import ApiConfig
 from watcher.credentials import TokenFile

@@ -62,8 +62,6 @@ def _kinds(text: str) -> frozenset[str]:
     return kinds
 
 
-
-
 def add_run_arguments(run: argparse.ArgumentParser) -> None:
     """The flags of `watcher run` (and `watcher config`, which shows their effective values)."""
     run.add_argument("inputs", nargs="*", metavar="INPUT", help="job id files; '-' or none: stdin")

@@ -42,11 +42,33 @@ For tools in another process, two routes that need no credentials and are not co
 
 from __future__ import annotations
 
-from watcher.sim.app import create_app
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from watcher.sim.config import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, SimConfig
 from watcher.sim.faults import FaultPlan
-from watcher.sim.server import RunningSim, SimThread, serve
-from watcher.sim.simulator import Simulator
+
+if TYPE_CHECKING:
+    from watcher.sim.app import create_app
+    from watcher.sim.server import RunningSim, SimThread, serve
+    from watcher.sim.simulator import Simulator
+
+# The server side (aiohttp.web) is imported on first use, so `watcher run`, which builds the
+# `watcher sim` parser among the others, never loads it.
+_LAZY = {
+    "create_app": "watcher.sim.app",
+    "RunningSim": "watcher.sim.server",
+    "SimThread": "watcher.sim.server",
+    "serve": "watcher.sim.server",
+    "Simulator": "watcher.sim.simulator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'watcher.sim' has no attribute {name!r}")
+
 
 __all__ = [
     "DEMO_AK",

@@ -34,7 +34,6 @@ from watcher.inputs import Job, parse_line
 from watcher.options import DAY, PORT, number, positive
 from watcher.sim.config import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, SimConfig
 from watcher.sim.faults import DEFAULT_SLOW_SECONDS, Fault, plan_from_specs
-from watcher.sim.server import serve
 
 PROG = "watcher sim"
 FAULT_NAMES = ", ".join(Fault)
@@ -167,6 +166,8 @@ async def _serve_until_signal(
     config: SimConfig, jobs: list[Job], host: str, port: int, out: IO[str], err: IO[str]
 ) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        from watcher.sim.server import serve  # aiohttp.web: only for `watcher sim`
+
         async with serve(config, preload=jobs, host=host, port=port) as running:
             print(running.url, file=out, flush=True)
             print(
