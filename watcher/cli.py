@@ -250,7 +250,7 @@ def _where(
     if args.manifest is not None:
         raise ConfigError(
             f"--manifest: with --out {bucket} the ledger lives in the bucket "
-            f"({bucket.key('manifest.jsonl')}); leave --manifest out"
+            f"({bucket.key('manifest/')}); leave --manifest out"
         )
     store_options(bucket, env)  # missing bucket credentials: said now, before any work
     tag = hashlib.sha256(str(bucket).encode()).hexdigest()[:12]
