@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK, ApiSigner
+from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK, ApiSigner
 
 from watcher.auth import AkSk, Token
 from watcher.errors import ConfigError

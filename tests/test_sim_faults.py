@@ -20,7 +20,7 @@ import aiohttp
 import anyio
 import orjson
 import pytest
-from conftest import TEST_PROJECT_ID, ApiSigner, SimFactory
+from helpers import TEST_PROJECT_ID, ApiSigner, FakeClock, SimFactory
 
 from watcher.api import FILE_FIELDS
 from watcher.auth import AkSk
@@ -456,16 +456,6 @@ async def test_faults_are_counted(sim_factory: SimFactory, session: aiohttp.Clie
 # --- unknown-state -----------------------------------------------------------------------------
 
 
-class FakeClock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 async def test_unknown_state_jobs_end_canceled(session: aiohttp.ClientSession) -> None:
     """Picked jobs are reported normally until done, then CANCELED forever, with no files."""
     clock = FakeClock()
@@ -481,7 +471,7 @@ async def test_unknown_state_jobs_end_canceled(session: aiohttp.ClientSession) -
         client = Client(session, running.url)
         before = [(await client.api("show", job_id=i)).body["state"] for i in ids]
         assert set(before) <= {"WAITING", "PROCESSING"}
-        clock.t += 10_000
+        clock.now += 10_000
         expected = [running.sim.expected_state(i) for i in ids]
         assert set(expected) == {JobState.CANCELED, JobState.SUCCEED, JobState.FAILED}
         for _ in range(2):  # and it stays so

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
+from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK
 
 from watcher.sim import SimThread
 
