@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import selectors
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
@@ -34,6 +34,7 @@ from watcher.watch import Summary, watch
 TEST_AK = "TESTAK0000000000WTCH"
 TEST_SK = "test-sk-for-watch-tests-000000000000000"
 TEST_PROJECT_ID = "proj0123"
+T = TypeVar("T")
 SIM_FAST = 0.001  # a simulator time_scale: a 100-character job takes 7 ms
 
 # Every variable the watcher (or a bucket client it drives) reads a setting or a credential from.
@@ -97,6 +98,14 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 def virtual_time(clock: FakeClock) -> tuple[str, dict[str, Any]]:
     """An `anyio_backend` value: asyncio on a VirtualTimeLoop whose time is `clock`."""
     return "asyncio", {"loop_factory": lambda: VirtualTimeLoop(clock)}
+
+
+def run_in_virtual_time(clock: FakeClock, main: Callable[[], Awaitable[T]]) -> T:
+    """Run `main` to its end on a VirtualTimeLoop whose time is `clock` (for a test that is not
+    itself async, or that needs virtual time in one part only)."""
+    return anyio.run(
+        main, backend="asyncio", backend_options={"loop_factory": lambda: VirtualTimeLoop(clock)}
+    )
 
 
 def clean_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> pytest.MonkeyPatch:
