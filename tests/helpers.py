@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import selectors
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -106,6 +107,16 @@ def run_in_virtual_time(clock: FakeClock, main: Callable[[], Awaitable[T]]) -> T
     return anyio.run(
         main, backend="asyncio", backend_options={"loop_factory": lambda: VirtualTimeLoop(clock)}
     )
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Wait (in real time, polling every 20 ms) for `condition` from another thread or process;
+    fail the test naming `what` if it does not hold within `timeout`. For waits on real
+    processes only: the timeout is a bound against hanging, never what a test measures."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        time.sleep(0.02)
 
 
 def clean_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> pytest.MonkeyPatch:

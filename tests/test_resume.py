@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from helpers import (
     read_manifest,
     run_config,
     run_jobs,
+    wait_until,
 )
 
 from watcher.errors import InputError
@@ -131,10 +131,8 @@ def test_sigint_stops_cleanly_with_130(sim_factory: SimFactory, tmp_path: Path) 
     command += ["--endpoint", sim.url, "--out", str(tmp_path / "out"), "--cadence", "0.05"]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)  # noqa: S603
     try:
-        deadline = time.monotonic() + 20
         asked = sim.sim.stats.requests
-        while sum(asked().values()) < 3 and time.monotonic() < deadline:  # polled for a while
-            time.sleep(0.02)
+        wait_until(lambda: sum(asked().values()) >= 3, "the jobs polled a while")
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=15)
     finally:
@@ -159,9 +157,7 @@ def test_sigint_stops_a_run_reading_an_open_pipe(sim_factory: SimFactory, tmp_pa
         assert process.stdin is not None and process.stderr is not None
         process.stdin.write("job-000\njob-001\n")
         process.stdin.flush()  # and keep it open, as a submitter still running would
-        deadline = time.monotonic() + 20
-        while sum(sim.sim.stats.requests().values()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: sum(sim.sim.stats.requests().values()) >= 2, "both jobs polled")
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=15)  # stdin still open: the pipe must not hold the exit up
