@@ -341,3 +341,28 @@ async def test_the_sweep_window_covers_every_listable_pending_job(clock: FakeClo
         (pytest.approx(epoch + 100 - 3600 - SLACK), None),  # b's admission is the earliest
         (epoch + 50 - SLACK, epoch + 70 + SLACK),
     ]
+
+
+@pytest.mark.anyio
+async def test_a_list_call_that_stops_working_hands_every_job_to_single_gets(
+    clock: FakeClock,
+) -> None:
+    """`list` strategy: a job admitted while the list call works gets no single GET; once the
+    gate finds the list call unusable, `review_sweeps` turns sweeps off and the job is asked
+    singly at once, then every cadence."""
+    e = engine(clock, succeeds_at(T0 + 20), strategy="list")
+    seen: dict[str, object] = {}
+
+    async def drive() -> None:
+        await anyio.sleep(10.0)
+        seen["sweeping"], seen["asked"] = e.poller.sweeping, list(e.api.calls)
+        e.gate.list_failed("403 for the list")
+        e.poller.review_sweeps()
+        seen["after"] = e.poller.sweeping
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drive)
+        await e.run(jobs("a"))
+    assert seen == {"sweeping": True, "asked": [], "after": False}
+    assert gaps(e.api.times("a")) == [3.0] * 4
+    assert e.api.times("a")[0] == pytest.approx(T0 + 10, abs=NS)
