@@ -26,7 +26,7 @@ from watcher.inputs import Job
 from watcher.sim import SimConfig, SimThread
 
 # Re-exported for test files that still import them from here (new ones use helpers).
-__all__ = ["SIM_FAST", "TEST_AK", "TEST_PROJECT_ID", "TEST_SK", "ApiSigner", "SimFactory"]
+__all__ = ["FAST", "SIM_FAST", "TEST_AK", "TEST_PROJECT_ID", "TEST_SK", "ApiSigner", "SimFactory"]
 FAST = SIM_FAST
 
 
