@@ -1,63 +1,49 @@
-"""Shared fixtures: a running simulator on 127.0.0.1 and a signer for requests to it."""
+"""Shared fixtures: a clean environment for every test, a running simulator on 127.0.0.1 and a
+signer for requests to it. Helpers and constants live in helpers.py; import them from there."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
+from helpers import (
+    SIM_FAST,
+    TEST_AK,
+    TEST_PROJECT_ID,
+    TEST_SK,
+    ApiSigner,
+    SimFactory,
+    clean_env,
+    login,
+)
 
-from watcher.auth import AkSk, sign
+from watcher.auth import AkSk
 from watcher.inputs import Job
 from watcher.sim import SimConfig, SimThread
 
-# Shared with the watcher's own tests (test_watch.py, test_cli.py), which use the same values.
-TEST_AK = "TESTAK0000000000WTCH"
-TEST_SK = "test-sk-for-watch-tests-000000000000000"
-TEST_PROJECT_ID = "proj0123"
-FAST = 0.001  # time_scale: a 100-character job takes 7 ms
+# Re-exported for test files that still import them from here (new ones use helpers).
+__all__ = ["FAST", "SIM_FAST", "TEST_AK", "TEST_PROJECT_ID", "TEST_SK", "ApiSigner", "SimFactory"]
+FAST = SIM_FAST
 
 
-@dataclass(frozen=True, slots=True)
-class ApiSigner:
-    """Builds the headers the official SDK would send for one API request."""
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every test starts without the developer's settings and credentials (no WATCHER_*,
+    HUAWEICLOUD_SDK_*, AWS_*, ... variables; HOME is tmp_path/"home", not yet created), so a
+    shell never leaks into the suite."""
+    clean_env(monkeypatch, tmp_path / "home")
 
-    ak: str = TEST_AK
-    sk: str = field(default=TEST_SK, repr=False)
-    project_id: str = TEST_PROJECT_ID
-    security_token: str | None = field(default=None, repr=False)
 
-    def headers(
-        self,
-        method: str,
-        url: str,
-        body: bytes = b"",
-        *,
-        now: datetime | None = None,
-        extra: Mapping[str, str] | None = None,
-    ) -> dict[str, str]:
-        """Signed headers for `method url` (query included) with `body`; `extra` are signed too."""
-        parts = urlsplit(url)
-        unsigned = {
-            "Host": parts.netloc,
-            "Content-Type": "application/json",
-            "X-Project-Id": self.project_id,
-            **(extra or {}),
-        }
-        return sign(
-            AkSk(self.ak, self.sk, self.security_token),
-            method,
-            parts.path,
-            parse_qsl(parts.query, keep_blank_values=True),
-            unsigned,
-            body,
-            now or datetime.now(UTC),
-        )
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The clean environment plus the test credentials and project, as a user's shell has them;
+    the monkeypatch, to set more."""
+    login(monkeypatch)
+    return monkeypatch
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +66,7 @@ def sim_config() -> SimConfig:
     return SimConfig(
         project_id=TEST_PROJECT_ID,
         credentials=AkSk(TEST_AK, TEST_SK),
-        time_scale=FAST,
+        time_scale=SIM_FAST,
         fail_percent=0,  # failures have their own tests; here every job succeeds
     )
 
@@ -90,12 +76,6 @@ def sim(sim_config: SimConfig) -> Iterator[SimThread]:
     """A simulator running in a background thread; `.url` and `.sim` while the test runs."""
     with SimThread(sim_config) as running:
         yield running
-
-
-class SimFactory(Protocol):
-    """Starts a simulator: the test defaults, `preload`ed, with any SimConfig field overridden."""
-
-    def __call__(self, preload: Iterable[Job] = (), **overrides: Any) -> SimThread: ...
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
-from conftest import TEST_AK as AK
-from conftest import TEST_PROJECT_ID as PROJECT
-from conftest import TEST_SK as SK
+from helpers import TEST_AK as AK
+from helpers import TEST_PROJECT_ID as PROJECT
+from helpers import TEST_SK as SK
+from helpers import SimFactory
 
 from watcher.cli import main
 from watcher.inputs import Job
@@ -22,29 +22,10 @@ from watcher.inputs import Job
 FAST = ["--cadence", "0.02", "--rate", "2000"]
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """A clean environment: no credentials or WATCHER_* of the machine's, HOME in a temp folder."""
-    for name in [n for n in os.environ if n.startswith("WATCHER_")]:
-        monkeypatch.delenv(name)
-    for name in (
-        "HUAWEICLOUD_SDK_AK",
-        "HUAWEICLOUD_SDK_SK",
-        "CLOUD_SDK_AK",
-        "CLOUD_SDK_SK",
-        "HUAWEICLOUD_SDK_PROJECT_ID",
-        "METASTUDIO_AUTH_TOKEN",
-        "HUAWEICLOUD_SDK_SECURITY_TOKEN",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return monkeypatch
-
-
-def _login(env: pytest.MonkeyPatch, sk: str = SK) -> None:
-    env.setenv("HUAWEICLOUD_SDK_AK", AK)
-    env.setenv("HUAWEICLOUD_SDK_SK", sk)
-    env.setenv("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)
+def _login(monkeypatch: pytest.MonkeyPatch, sk: str = SK) -> None:
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", AK)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", sk)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)
 
 
 def _write_jobs(path: Path, jobs: list[Job]) -> Path:
@@ -56,7 +37,7 @@ def _write_jobs(path: Path, jobs: list[Job]) -> Path:
 
 
 def test_no_credentials_is_exit_2_with_advice(
-    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Without any credentials the run stops before any work, naming what to set."""
     assert main(["run", "--endpoint", "http://127.0.0.1:9"]) == 2
@@ -74,17 +55,17 @@ def test_no_credentials_is_exit_2_with_advice(
     ],
 )
 def test_bad_configuration_names_the_flag(
-    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str], named: str
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str], named: str
 ) -> None:
     """Each configuration error exits 2 with a message naming the offending flag or path."""
-    _login(env)
+    _login(monkeypatch)
     assert main(argv) == 2
     assert named in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--rate", "--cadence", "--download-workers"])
 def test_non_positive_numbers_are_usage_errors(
-    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flag: str
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flag: str
 ) -> None:
     """A zero rate, cadence or worker count is refused by the parser, naming the flag."""
     with pytest.raises(SystemExit) as caught:
@@ -94,12 +75,15 @@ def test_non_positive_numbers_are_usage_errors(
 
 
 def test_run_writes_files_manifest_and_summary(
-    env: pytest.MonkeyPatch, sim_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch,
+    sim_factory: SimFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A file of four jobs: exit 0, a full manifest, files, a summary on stderr."""
     jobs = [Job(f"cli-{i}", {"chapter": i}) for i in range(4)]
     sim = sim_factory(jobs)
-    _login(env)
+    _login(monkeypatch)
     out = tmp_path / "out"
     code = main(
         [
@@ -125,12 +109,15 @@ def test_run_writes_files_manifest_and_summary(
 
 
 def test_any_failed_job_makes_exit_1(
-    env: pytest.MonkeyPatch, sim_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch,
+    sim_factory: SimFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """When the jobs fail the run still completes, and exits 1."""
     jobs = [Job("bad-1"), Job("bad-2")]
     sim = sim_factory(jobs, fail_percent=100)
-    _login(env)
+    _login(monkeypatch)
     path = _write_jobs(tmp_path / "jobs.jsonl", jobs)
     argv = ["run", str(path), "--endpoint", sim.url, "--out", str(tmp_path / "o"), *FAST]
     assert main([*argv, "--log-format", "console"]) == 1
@@ -138,16 +125,16 @@ def test_any_failed_job_makes_exit_1(
 
 
 def test_stdin_and_manifest_to_stdout(
-    env: pytest.MonkeyPatch,
-    sim_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    sim_factory: SimFactory,
     tmp_path: Path,
     capfdbinary: pytest.CaptureFixture[bytes],
 ) -> None:
     """Job ids piped on stdin, `--manifest -`: the manifest lines come out on stdout."""
     jobs = [Job("pipe-a"), Job("pipe-b")]
     sim = sim_factory(jobs)
-    _login(env)
-    env.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"pipe-a\npipe-b\n")))
+    _login(monkeypatch)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"pipe-a\npipe-b\n")))
     code = main(["run", "--endpoint", sim.url, "--out", str(tmp_path), "--manifest", "-", *FAST])
     assert code == 0
     out = capfdbinary.readouterr().out
@@ -155,11 +142,14 @@ def test_stdin_and_manifest_to_stdout(
 
 
 def test_refused_credentials_exit_2_without_leaking_them(
-    env: pytest.MonkeyPatch, sim_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch,
+    sim_factory: SimFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A wrong SK: exit 2, the gateway's code and request id on stderr, the SK nowhere."""
     sim = sim_factory([Job("a")])
-    _login(env, sk="WRONG-secret-value-123")
+    _login(monkeypatch, sk="WRONG-secret-value-123")
     path = _write_jobs(tmp_path / "jobs.jsonl", [Job("a")])
     code = main(["run", str(path), "--endpoint", sim.url, "--out", str(tmp_path / "o"), *FAST])
     assert code == 2
@@ -170,7 +160,7 @@ def test_refused_credentials_exit_2_without_leaking_them(
 
 
 def test_an_unreachable_api_past_the_outage_timeout_is_exit_3(
-    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Nothing listens at the endpoint: after --outage-timeout, exit 3 with a clear message."""
     import socket
@@ -178,7 +168,7 @@ def test_an_unreachable_api_past_the_outage_timeout_is_exit_3(
     with socket.socket() as sock:  # a port that was free a moment ago: connections are refused
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    _login(env)
+    _login(monkeypatch)
     path = _write_jobs(tmp_path / "jobs.jsonl", [Job("a"), Job("b"), Job("c")])
     out = tmp_path / "o"
     args = ["--endpoint", f"http://127.0.0.1:{port}", "--out", str(out), "--quiet"]
@@ -214,7 +204,7 @@ DEAD = ["--endpoint", "http://127.0.0.1:9"]
     ],
 )
 def test_numbers_must_be_finite_and_in_range(
-    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
     """NaN, infinities and out-of-range values are usage errors naming the flag, not crashes."""
     with pytest.raises(SystemExit) as caught:
@@ -229,38 +219,38 @@ def test_numbers_must_be_finite_and_in_range(
     [("WATCHER_RATE", "nan"), ("WATCHER_CADENCE", "inf"), ("WATCHER_GRACE", "-1")],
 )
 def test_variables_are_range_checked_and_named(
-    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str
 ) -> None:
     """`WATCHER_RATE=nan watcher config` is exit 2 naming the variable."""
-    _login(env)
-    env.setenv(variable, value)
+    _login(monkeypatch)
+    monkeypatch.setenv(variable, value)
     assert main(["config", *DEAD]) == 2
     assert variable in capsys.readouterr().err
 
 
 def test_file_values_are_range_checked_and_the_file_named(
-    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`rate = nan` in the TOML file is refused, naming the file and the key."""
-    _login(env)
+    _login(monkeypatch)
     config = tmp_path / "w.toml"
     config.write_text("[run]\nrate = nan\n")
     assert main(["config", "--config", str(config), *DEAD]) == 2
     assert f"--config {config}: rate" in capsys.readouterr().err
 
 
-def test_max_retries_0_means_no_retries(env: pytest.MonkeyPatch) -> None:
+def test_max_retries_0_means_no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """`--max-retries 0` is accepted: one attempt per job and per file."""
     from watcher.cli import build_config, build_parser
 
-    _login(env)
+    _login(monkeypatch)
     args = build_parser().parse_args(["run", *DEAD, "--max-retries", "0"])
     config = build_config(args, os.environ, None)
     assert config.poll.retry.attempts == 1 and config.download.retry.attempts == 1
 
 
 def test_a_subcommands_mistake_shows_its_own_usage(
-    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A mistyped flag of `watcher run` shows run's usage, not the top level's."""
     with pytest.raises(SystemExit) as caught:
@@ -281,10 +271,10 @@ def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_an_empty_input_warns_and_exits_4(
-    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No job line and no bad line: a warning and exit 4, so `submit | run` failing is noticed."""
-    _login(env)
+    _login(monkeypatch)
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n\n")
     assert main(["run", str(empty), *DEAD, "--out", str(tmp_path / "o"), "--quiet"]) == 4
@@ -292,17 +282,17 @@ def test_an_empty_input_warns_and_exits_4(
 
 
 def test_only_bad_lines_is_not_an_empty_input(
-    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A bad line is something read: INVALID, exit 1, not 4."""
-    _login(env)
+    _login(monkeypatch)
     bad = tmp_path / "bad.txt"
     bad.write_text("not a job id!\n")
     assert main(["run", str(bad), *DEAD, "--out", str(tmp_path / "o"), "--quiet"]) == 1
 
 
 def test_an_unexpected_error_is_one_internal_error_line(
-    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """A bug in a subcommand: exit 2, one 'internal error' line with how to see more."""
     from watcher import report
@@ -310,7 +300,7 @@ def test_an_unexpected_error_is_one_internal_error_line(
     def broken(args: object) -> int:
         raise TypeError("a bug")
 
-    env.setattr(report, "run", broken)
+    monkeypatch.setattr(report, "run", broken)
     assert main(["report", str(tmp_path / "m.jsonl")]) == 2
     err = capsys.readouterr().err
     assert "internal error: TypeError: a bug" in err and "WATCHER_DEBUG=1" in err
@@ -349,7 +339,9 @@ def _process_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_a_closed_stdout_ends_every_command_quietly(sim_factory: Any, tmp_path: Path) -> None:
+def test_a_closed_stdout_ends_every_command_quietly(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
     """`| head` closed the pipe: merge, report, config and run --manifest - stop with 141, and
     say nothing (no "Broken pipe", no traceback)."""
     jobs = [Job(f"pipe-{i}") for i in range(3)]
@@ -391,10 +383,12 @@ def test_a_closed_stdin_is_an_empty_run(tmp_path: Path) -> None:
     assert b"no job" in done.stderr and b"Traceback" not in done.stderr
 
 
-def test_run_reads_dev_fd(env: pytest.MonkeyPatch, sim_factory: Any, tmp_path: Path) -> None:
+def test_run_reads_dev_fd(
+    monkeypatch: pytest.MonkeyPatch, sim_factory: SimFactory, tmp_path: Path
+) -> None:
     """`watcher run <(cat ids.txt)`: the /dev/fd/N path is read like a file."""
     sim = sim_factory([Job("fd-1")])
-    _login(env)
+    _login(monkeypatch)
     read_fd, write_fd = os.pipe()
     os.write(write_fd, b"fd-1\n")
     os.close(write_fd)

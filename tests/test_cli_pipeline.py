@@ -9,24 +9,12 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
+from helpers import TEST_AK, TEST_SK, SimFactory
 
 from watcher.cli import main
 from watcher.inputs import Job
 
 FAST = ["--cadence", "0.02", "--rate", "2000"]
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """The test credentials in the environment, no WATCHER_* settings, HOME in a temp folder."""
-    for name in [n for n in list(sys.modules["os"].environ) if n.startswith("WATCHER_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", TEST_AK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", TEST_SK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", TEST_PROJECT_ID)
-    return monkeypatch
 
 
 def _jobs_file(path: Path, jobs: list[Job]) -> Path:
@@ -91,7 +79,7 @@ def test_unknown_key_in_config_file(
 
 
 def test_name_template_and_file_choice(
-    env: pytest.MonkeyPatch, sim_factory: Any, tmp_path: Path
+    env: pytest.MonkeyPatch, sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """--name '{chapter}-{job_id}' names files; a colliding --name is INVALID; --files audio."""
     jobs = [Job("n-1", {"chapter": "ch/01"}), Job("n-2", {"chapter": "ch 02"})]
@@ -118,7 +106,10 @@ def test_name_template_and_file_choice(
 
 
 def test_shards_cover_the_batch_once_and_merge(
-    env: pytest.MonkeyPatch, sim_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    env: pytest.MonkeyPatch,
+    sim_factory: SimFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Three shards watch disjoint parts of 30 jobs; merged, each job appears exactly once."""
     jobs = [Job(f"s-{i:02d}") for i in range(30)]
@@ -141,7 +132,10 @@ def test_shards_cover_the_batch_once_and_merge(
 
 
 def test_progress_is_logged_without_control_characters(
-    env: pytest.MonkeyPatch, sim_factory: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    env: pytest.MonkeyPatch,
+    sim_factory: SimFactory,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     """Not on a terminal: progress comes as JSON `progress` events; --quiet silences them."""
     jobs = [Job(f"p-{i}") for i in range(3)]
@@ -161,7 +155,10 @@ def test_progress_is_logged_without_control_characters(
 
 
 def test_submit_piped_into_run(
-    env: pytest.MonkeyPatch, sim_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    env: pytest.MonkeyPatch,
+    sim_factory: SimFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`watcher submit texts | watcher run`: created jobs are watched with their fields as meta."""
     sim = sim_factory([])

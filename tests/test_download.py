@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
+from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK, FakeClock
 
 from watcher.cli import build_config, build_parser
 from watcher.config import DownloadPolicy
@@ -141,19 +141,9 @@ async def test_redirects_are_followed_without_credentials(server: str, tmp_path:
     assert all(not forbidden & {h.lower() for h in headers} for headers in SEEN)
 
 
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_slow_but_moving_transfer_passes_the_speed_check() -> None:
     """40 MB at 120 KB/s (333 s, past the old 300 s total timeout) is never abandoned."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     speed = LowSpeed(1024, 30.0, clock)
     chunk = 64 * 1024
     for _ in range(40_000_000 // chunk):
@@ -164,7 +154,7 @@ def test_a_slow_but_moving_transfer_passes_the_speed_check() -> None:
 
 def test_a_drip_fails_the_speed_check_within_the_speed_time() -> None:
     """A byte a second is abandoned at the first chunk after 30 s."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     speed = LowSpeed(1024, 30.0, clock)
 
     def drip() -> None:
@@ -179,7 +169,7 @@ def test_a_drip_fails_the_speed_check_within_the_speed_time() -> None:
 
 def test_a_burst_after_a_slow_window_is_judged_window_by_window() -> None:
     """Each window stands alone: a fast first window does not excuse a dead second one."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     speed = LowSpeed(1024, 10.0, clock)
     clock.now = 10.0
     speed.received(1_000_000)  # a fast first window

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
-from helpers import FAST, FAST_DOWNLOADS, make_jobs, read_manifest, run_config, run_jobs
+from helpers import FAST, FAST_DOWNLOADS, SimFactory, make_jobs, read_manifest, run_config, run_jobs
 from hostile_api import dropping_proxy
 
 from watcher.errors import AuthError, OutageError
@@ -41,7 +41,7 @@ def _assert_files_match_disk(record: dict[str, Any], out: Path) -> None:
 
 @pytest.mark.anyio
 async def test_transient_api_faults_are_retried_until_every_job_succeeds(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """500s, resets mid-answer, error bodies in 200s and random 429s: every job still SUCCEEDs."""
     jobs = make_jobs(12)
@@ -59,7 +59,7 @@ async def test_transient_api_faults_are_retried_until_every_job_succeeds(
 
 @pytest.mark.anyio
 async def test_persistent_500_ends_in_error_with_the_last_error(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """A job whose every answer is 500 gets ERROR with that code after the retry budget."""
     jobs = make_jobs(1)
@@ -73,7 +73,7 @@ async def test_persistent_500_ends_in_error_with_the_last_error(
 
 @pytest.mark.anyio
 async def test_answers_slower_than_the_timeout_are_retried(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """A third of answers take 0.5 s against a 0.1 s client timeout: all jobs still SUCCEED."""
     jobs = make_jobs(6)
@@ -86,7 +86,9 @@ async def test_answers_slower_than_the_timeout_are_retried(
 
 
 @pytest.mark.anyio
-async def test_unknown_state_is_an_error_not_a_loop(sim_factory: Any, tmp_path: Path) -> None:
+async def test_unknown_state_is_an_error_not_a_loop(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
     """A job stuck in an undocumented state (CANCELED) ends as ERROR UNKNOWN_STATE."""
     jobs = make_jobs(2)
     sim = sim_factory(jobs, faults=FaultPlan(unknown_state=1.0))
@@ -100,7 +102,7 @@ async def test_unknown_state_is_an_error_not_a_loop(sim_factory: Any, tmp_path: 
 
 @pytest.mark.anyio
 async def test_short_downloads_are_retried_and_files_match_what_was_served(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """Downloads cut short a third of the time: every file ends complete, sha256 as served."""
     jobs = make_jobs(8)
@@ -118,7 +120,9 @@ async def test_short_downloads_are_retried_and_files_match_what_was_served(
 
 
 @pytest.mark.anyio
-async def test_refused_links_are_replaced_by_fresh_ones(sim_factory: Any, tmp_path: Path) -> None:
+async def test_refused_links_are_replaced_by_fresh_ones(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
     """Links refused as expired a third of the time: the job is asked again, files saved."""
     jobs = make_jobs(6)
     sim = sim_factory(jobs, faults=FaultPlan(expired_link=0.3), seed=2)
@@ -132,7 +136,9 @@ async def test_refused_links_are_replaced_by_fresh_ones(sim_factory: Any, tmp_pa
 
 
 @pytest.mark.anyio
-async def test_links_near_expiry_are_refreshed_before_use(sim_factory: Any, tmp_path: Path) -> None:
+async def test_links_near_expiry_are_refreshed_before_use(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
     """Links that live 2 s, with a 10 s safety margin, are each refreshed once before use."""
     jobs = make_jobs(3)
     sim = sim_factory(jobs, url_ttl=2.0)
@@ -148,7 +154,7 @@ async def test_links_near_expiry_are_refreshed_before_use(sim_factory: Any, tmp_
 
 @pytest.mark.anyio
 async def test_refused_credentials_stop_after_three_in_a_row(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """When every answer is 401, the run stops after 3 refusals, well before the key locks."""
     jobs = make_jobs(1)
@@ -161,7 +167,7 @@ async def test_refused_credentials_stop_after_three_in_a_row(
 
 @pytest.mark.anyio
 async def test_a_file_that_cannot_be_written_is_an_error_with_the_os_message(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """A directory squatting on a file's name: ERROR DOWNLOAD_FAILED quoting the OS."""
     jobs = make_jobs(1)
@@ -174,7 +180,7 @@ async def test_a_file_that_cannot_be_written_is_an_error_with_the_os_message(
 
 
 @pytest.mark.anyio
-async def test_max_file_bytes_caps_downloads(sim_factory: Any, tmp_path: Path) -> None:
+async def test_max_file_bytes_caps_downloads(sim_factory: SimFactory, tmp_path: Path) -> None:
     """A cap below the audio size turns the job into an ERROR that names the flag."""
     jobs = make_jobs(1)
     sim = sim_factory(jobs)
@@ -188,7 +194,7 @@ async def test_max_file_bytes_caps_downloads(sim_factory: Any, tmp_path: Path) -
 
 @pytest.mark.anyio
 async def test_faults_while_fetching_fresh_links_are_retried(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """Refused links whose refresh calls also meet 500s: retried, never an ERROR (soak finding)."""
     jobs = make_jobs(8)
@@ -203,7 +209,7 @@ async def test_faults_while_fetching_fresh_links_are_retried(
 
 @pytest.mark.anyio
 async def test_a_stray_401_while_fetching_fresh_links_is_retried(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """Sporadic 401s on refresh calls count like the poller's: retried, not a failed job."""
     jobs = make_jobs(8)
@@ -218,7 +224,7 @@ async def test_a_stray_401_while_fetching_fresh_links_is_retried(
 
 @pytest.mark.anyio
 async def test_an_outage_pauses_the_run_instead_of_failing_jobs(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """A proxy that resets every connection for a while, then forwards: every job SUCCEEDs,
     none is ERROR TRANSPORT, though the drops outnumber every job's retry budget together."""
@@ -242,7 +248,7 @@ async def test_an_outage_pauses_the_run_instead_of_failing_jobs(
 
 @pytest.mark.anyio
 async def test_an_outage_past_the_timeout_stops_the_run_writing_nothing(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """The API unreachable for longer than --outage-timeout: OutageError, no manifest line."""
     jobs = make_jobs(4)

@@ -10,25 +10,12 @@ from typing import Any, cast
 
 import aiohttp
 import pytest
-from helpers import FAST, make_jobs, run_config
+from helpers import FAST, FakeClock, SimFactory, make_jobs, run_config
 
 from watcher.api import AnswerError, JobPage, JobStatus, MetaStudioClient, RetryableAuth
 from watcher.errors import ApiError, AuthError, ThrottledError, TransportError
 from watcher.gate import ApiGate, Deferred, ListUnavailable
 from watcher.outage import Outage
-
-
-class FakeClock:
-    """Monotonic time that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class FakeClient:
@@ -192,7 +179,7 @@ async def test_fresh_links_wait_out_throttling_instead_of_failing_the_download()
 
 @pytest.mark.anyio
 async def test_a_local_clock_20_minutes_slow_is_corrected_from_the_servers_date(
-    sim_factory: Any,
+    sim_factory: SimFactory,
 ) -> None:
     """Against the simulator, a client whose clock is 20 min slow is refused once (the server's
     Date shows the gap), then signs with the server's time and is answered."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,21 +89,25 @@ async def test_overlong_line_is_reported_not_buffered() -> None:
 
 @pytest.mark.anyio
 async def test_lines_are_yielded_as_they_arrive_on_a_pipe() -> None:
-    """A job written to a pipe is yielded before the writer closes it."""
+    """Each line written to a pipe is yielded while the writer keeps it open (a reader that
+    waited for the end would never yield and hit the bound); the close then ends the input."""
     read_fd, write_fd = os.pipe()
     reader = os.fdopen(read_fd, "rb", buffering=0)
     writer = os.fdopen(write_fd, "wb", buffering=0)
-    closed = threading.Event()
     try:
-        writer.write(b"first\n")
+        items = read_stream(reader, "<pipe>")
         with anyio.fail_after(5):
-            async for item in read_stream(reader, "<pipe>"):
-                assert item == Job("first", {}, "<pipe>", 1)
-                assert not closed.is_set()
-                break
+            writer.write(b"first\n")
+            first = await anext(items)
+            writer.write(b"second\n")
+            second = await anext(items)
+            writer.close()
+            rest = [item async for item in items]
+        assert first == Job("first", {}, "<pipe>", 1)
+        assert second == Job("second", {}, "<pipe>", 2)
+        assert rest == []
     finally:
         writer.close()
-        closed.set()
         reader.close()
 
 

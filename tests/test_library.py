@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 import structlog
-from helpers import make_jobs, read_manifest, run_config
+from helpers import SimFactory, make_jobs, read_manifest, run_config
 
 from watcher import AkSk, AuthError, Watcher
+from watcher.inputs import Job
+from watcher.manifest import JobResult
 
 
 @pytest.mark.anyio
-async def test_results_stream_as_jobs_finish(sim_factory: Any, tmp_path: Path) -> None:
+async def test_results_stream_as_jobs_finish(sim_factory: SimFactory, tmp_path: Path) -> None:
     """Ids (plain strings, one of them bad) come back as results, and as manifest lines."""
     jobs = make_jobs(3)
     sim = sim_factory(jobs)
@@ -35,7 +36,7 @@ async def test_results_stream_as_jobs_finish(sim_factory: Any, tmp_path: Path) -
 
 @pytest.mark.anyio
 async def test_async_iterables_of_ids_are_watched_as_they_come(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """An async generator of ids works as input, as a pipe does for the CLI."""
     jobs = make_jobs(2)
@@ -51,22 +52,28 @@ async def test_async_iterables_of_ids_are_watched_as_they_come(
 
 
 @pytest.mark.anyio
-async def test_leaving_early_stops_the_run(sim_factory: Any, tmp_path: Path) -> None:
-    """Breaking out after the first result ends the run cleanly; the rest stay unwritten."""
-    jobs = make_jobs(6)
-    sim = sim_factory(jobs, time_scale=0.2)  # jobs finish a while apart
-    async with Watcher(run_config(sim.url, tmp_path)) as w:
-        async for _ in w.watch([j.job_id for j in jobs]):
-            break
-    written = read_manifest(tmp_path)
-    assert 1 <= len(written) < 6
+async def test_leaving_early_stops_the_run(sim_factory: SimFactory, tmp_path: Path) -> None:
+    """Breaking out after the first result (a quick job; five others take 40 minutes) ends the
+    run at once and cleanly: the manifest holds exactly that one result, no .part is left, the
+    summary counts it."""
+    quick = Job("quick-0", {"text_length": 1})  # 0.1 s
+    slow = [Job(f"slow-{i}", {"text_length": 1_000_000}) for i in range(5)]  # 40 min each
+    sim = sim_factory([quick, *slow], time_scale=0.05)
+    first: list[JobResult] = []
+    with anyio.fail_after(30):  # a run that went on until every job was final would hit this
+        async with Watcher(run_config(sim.url, tmp_path)) as w:
+            async for result in w.watch([j.job_id for j in [quick, *slow]]):
+                first.append(result)
+                break
+    assert [(r.job_id, r.status) for r in first] == [("quick-0", "SUCCEED")]
+    assert [(r["job_id"], r["status"]) for r in read_manifest(tmp_path)] == [("quick-0", "SUCCEED")]
     assert not list(tmp_path.glob("*.part"))
     # README's last line, `w.summary.tally.statuses`, works after leaving early too
-    assert sum(w.summary.tally.statuses.values()) == len(written)
+    assert dict(w.summary.tally.statuses) == {"SUCCEED": 1}
 
 
 @pytest.mark.anyio
-async def test_auth_errors_surface_as_themselves(sim_factory: Any, tmp_path: Path) -> None:
+async def test_auth_errors_surface_as_themselves(sim_factory: SimFactory, tmp_path: Path) -> None:
     """Refused credentials raise AuthError from the `async with` block, not an exception group."""
     sim = sim_factory(make_jobs(1))
     config = run_config(sim.url, tmp_path)
@@ -84,7 +91,9 @@ async def test_auth_errors_surface_as_themselves(sim_factory: Any, tmp_path: Pat
 
 
 @pytest.mark.anyio
-async def test_summary_is_there_when_the_block_raises(sim_factory: Any, tmp_path: Path) -> None:
+async def test_summary_is_there_when_the_block_raises(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
     """An exception in the block stops the run at once; `summary` still counts what was written."""
     jobs = make_jobs(3)
     sim = sim_factory(jobs, time_scale=0.2)
@@ -103,7 +112,7 @@ async def test_summary_is_there_when_the_block_raises(sim_factory: Any, tmp_path
 
 @pytest.mark.anyio
 async def test_an_unexpected_error_is_not_hidden_behind_an_auth_error(
-    sim_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim_factory: SimFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A TypeError beside an AuthError comes out as the group holding both."""
     from watcher import watch as watch_module

@@ -10,11 +10,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
-from helpers import make_jobs
+from helpers import SimFactory, make_jobs
 
 from watcher.cli import main
 from watcher.errors import LedgerError
@@ -107,17 +105,6 @@ def test_a_run_writing_another_runs_manifest_from_its_own_out_is_refused(
     assert not list(b.iterdir())  # its own lock, taken first, was given back and removed
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The test credentials in the environment, HOME in a temp folder."""
-    for name in [n for n in os.environ if n.startswith("WATCHER_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", TEST_AK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", TEST_SK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", TEST_PROJECT_ID)
-
-
 @pytest.mark.usefixtures("env")
 @pytest.mark.parametrize("manifest", ["default", "-", "elsewhere"])
 def test_watcher_run_exits_2_while_another_process_holds_the_batch(
@@ -150,7 +137,7 @@ def test_watcher_run_exits_2_while_another_process_holds_the_batch(
 
 @pytest.mark.usefixtures("env")
 def test_two_watcher_runs_on_one_out_the_second_exits_2(
-    sim_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sim_factory: SimFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A real `watcher run` process is polling slow jobs; a second `watcher run` on the same
     --out exits 2 naming it, and the first one's manifest and .part files are left alone."""

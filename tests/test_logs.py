@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import structlog
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
-from helpers import make_jobs, run_config, run_jobs
+from helpers import SimFactory, make_jobs, run_config, run_jobs
 
 from watcher import logs
 from watcher.cli import main
@@ -43,19 +41,7 @@ def _jobs_file(path: Path, jobs: list[Job]) -> Path:
     return path
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """The test credentials in the environment, no WATCHER_* settings, HOME in a temp folder."""
-    for name in [n for n in os.environ if n.startswith("WATCHER_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", TEST_AK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", TEST_SK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", TEST_PROJECT_ID)
-    return monkeypatch
-
-
-def _run(sim_factory: Any, tmp_path: Path, *flags: str) -> int:
+def _run(sim_factory: SimFactory, tmp_path: Path, *flags: str) -> int:
     """`watcher run` of 12 jobs (about half FAILED) with `flags`, after a run killed mid-line
     (a torn manifest line, which is cut off with a warning)."""
     jobs = [Job(f"log-{i:02d}") for i in range(12)]
@@ -69,7 +55,10 @@ def _run(sim_factory: Any, tmp_path: Path, *flags: str) -> int:
 
 
 def test_json_logs_stay_pure_json_lines_and_end_with_one_summary_event(
-    env: pytest.MonkeyPatch, sim_factory: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    env: pytest.MonkeyPatch,
+    sim_factory: SimFactory,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     """--log-format json: every stderr line parses; the summary is one `run summary` event."""
     assert _run(sim_factory, tmp_path, "--log-format", "json") == 1
@@ -86,7 +75,10 @@ def test_json_logs_stay_pure_json_lines_and_end_with_one_summary_event(
 
 
 def test_quiet_shows_only_warnings_and_errors_and_no_summary(
-    env: pytest.MonkeyPatch, sim_factory: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    env: pytest.MonkeyPatch,
+    sim_factory: SimFactory,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     """--quiet (even with --log-level debug): no progress, no table, nothing below warning."""
     flags = ("--quiet", "--log-level", "debug", "--log-format", "json")
@@ -118,7 +110,9 @@ def test_console_logs_go_through_the_screen_and_json_logs_never_do() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_clean_night_logs_no_line_per_job_at_info(sim_factory: Any, tmp_path: Path) -> None:
+async def test_a_clean_night_logs_no_line_per_job_at_info(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
     """Events about one job (seen SUCCEED, saved, FAILED by the API) are debug: a 70,000-job
     night's info log holds the run's own events, not 70,000 lines; the manifest has each job."""
     jobs = make_jobs(10)

@@ -7,12 +7,10 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
-from helpers import make_jobs, run_config
+from helpers import SimFactory, make_jobs, run_config
 
 from watcher.cli import main
 from watcher.errors import LedgerError
@@ -32,7 +30,7 @@ async def _items(jobs: list[Job]) -> AsyncIterator[Job]:
 @pytest.mark.anyio
 @pytest.mark.parametrize("how", ["deleted", "replaced", "out removed"])
 async def test_a_manifest_deleted_or_replaced_mid_run_stops_it(
-    sim_factory: Any, tmp_path: Path, how: str
+    sim_factory: SimFactory, tmp_path: Path, how: str
 ) -> None:
     """Once the first line is written the manifest is removed (or swapped for another file, or
     the whole --out is removed): the run stops with a LedgerError saying what was lost and that
@@ -63,17 +61,6 @@ def test_a_manifest_on_stdout_has_absolute_paths(tmp_path: Path) -> None:
     saved = SavedFile(str(tmp_path / "a.wav"), 1, "0" * 64)
     record = orjson.loads(JobResult("a", "SUCCEED", files={"audio": saved}).to_json(None))
     assert record["files"]["audio"]["path"] == str(tmp_path / "a.wav")
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The test credentials in the environment, HOME in a temp folder."""
-    for name in [n for n in os.environ if n.startswith("WATCHER_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", TEST_AK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", TEST_SK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", TEST_PROJECT_ID)
 
 
 def _run(tmp_path: Path, url: str, *args: str, quiet: bool = True) -> int:
@@ -146,7 +133,7 @@ def test_a_read_only_out_is_exit_2_naming_it(
 @pytest.mark.usefixtures("env")
 def test_a_full_manifest_disk_is_exit_2_and_keeps_what_was_recorded(
     tmpfs: Callable[[str], Path],
-    sim_factory: Any,
+    sim_factory: SimFactory,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -173,7 +160,7 @@ def test_a_full_manifest_disk_is_exit_2_and_keeps_what_was_recorded(
 
 @pytest.mark.usefixtures("env")
 def test_a_rerun_exits_by_the_whole_batch_not_by_what_it_did(
-    sim_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sim_factory: SimFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A batch with FAILED jobs exits 1, and so does the same command again (it watches
     nothing), its table showing the batch's totals beside this run's zeros."""
@@ -189,7 +176,7 @@ def test_a_rerun_exits_by_the_whole_batch_not_by_what_it_did(
 
 @pytest.mark.usefixtures("env")
 def test_a_rerun_of_a_finished_batch_exits_0(
-    sim_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sim_factory: SimFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every job SUCCEED with its files intact: the rerun exits 0 having watched nothing."""
     sim = sim_factory(make_jobs(3), fail_percent=0)

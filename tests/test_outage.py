@@ -7,26 +7,13 @@ import random
 
 import anyio
 import pytest
+from helpers import FakeClock
 
 from watcher.errors import OutageError
 from watcher.outage import Outage
 
 
-class Clock:
-    """A fake monotonic clock whose sleep advances it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await anyio.lowlevel.checkpoint()
-
-
-def make(clock: Clock, **kwargs: float | None) -> Outage:
+def make(clock: FakeClock, **kwargs: float | None) -> Outage:
     return Outage(
         "the API",
         clock=clock,
@@ -39,7 +26,7 @@ def make(clock: Clock, **kwargs: float | None) -> Outage:
 
 def test_a_few_failures_are_not_an_outage() -> None:
     """Fewer than `threshold` failures in a row are each request's own, and charged."""
-    clock = Clock()
+    clock = FakeClock()
     outage = make(clock, threshold=3)
     assert outage.failed() is False
     assert outage.failed() is False
@@ -50,7 +37,7 @@ def test_a_few_failures_are_not_an_outage() -> None:
 
 def test_threshold_failures_in_a_row_are_an_outage() -> None:
     """The third failure in a row declares the outage; it and later ones are not charged."""
-    clock = Clock()
+    clock = FakeClock()
     outage = make(clock, threshold=3)
     outage.failed()
     outage.failed()
@@ -65,7 +52,7 @@ def test_threshold_failures_in_a_row_are_an_outage() -> None:
 @pytest.mark.anyio
 async def test_wait_lets_one_probe_through_at_a_time() -> None:
     """While down, the first waiter past the probe time goes; the others wait for its answer."""
-    clock = Clock()
+    clock = FakeClock()
     outage = make(clock, threshold=1, base=2.0, cap=8.0)
     outage.failed()
     started = clock.now
@@ -89,7 +76,7 @@ async def test_wait_lets_one_probe_through_at_a_time() -> None:
 @pytest.mark.anyio
 async def test_probes_back_off_and_the_outage_times_out() -> None:
     """Failed probes double the wait up to the cap; past `timeout`, wait() raises OutageError."""
-    clock = Clock()
+    clock = FakeClock()
     outage = make(clock, threshold=1, base=1.0, cap=4.0, timeout=20.0)
     outage.failed()
     probes: list[float] = []
@@ -113,7 +100,7 @@ async def test_probes_back_off_and_the_outage_times_out() -> None:
 @pytest.mark.anyio
 async def test_a_cancelled_probe_frees_its_turn() -> None:
     """A probe whose task never reports does not block everyone forever."""
-    clock = Clock()
+    clock = FakeClock()
     outage = make(clock, threshold=1, base=1.0, cap=4.0, timeout=None)
     outage.failed()
     with anyio.fail_after(5):

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
 from dataclasses import replace
+from typing import Any, cast
 
 import pyte
 import pytest
+from helpers import FakeClock
 
+from watcher.outage import Outage
+from watcher.poller import PollStats
 from watcher.progress import (
     Screen,
     Snapshot,
@@ -17,6 +22,7 @@ from watcher.progress import (
     lines,
     on_terminal,
 )
+from watcher.watch import _Tracker
 
 BUSY = Snapshot(
     elapsed_s=3 * 3600 + 192,
@@ -157,3 +163,60 @@ def test_a_status_line_needs_a_terminal_that_moves_its_cursor(
     assert on_terminal(_Stream(tty=True)) and not on_terminal(_Stream(tty=False))
     monkeypatch.setenv("TERM", "dumb")
     assert not on_terminal(_Stream(tty=True))
+
+
+class _Live:
+    """The live counters `_Tracker` reads, set by hand: a poller's, a gate's, downloads', a
+    tally's."""
+
+    def __init__(self) -> None:
+        self.stats = PollStats()
+        self.outage = Outage("the API")
+        self.storage = Outage("storage")
+        self.finished = 0
+        self.statuses: Counter[str] = Counter()
+
+    def stages(self) -> tuple[int, int, int]:
+        return 0, 0, 0
+
+    def pause_left(self) -> float | None:
+        return None
+
+    def tracker(self, clock: FakeClock) -> _Tracker:
+        """A tracker over these counters, on `clock`."""
+        me = cast(Any, self)
+        return _Tracker(me, me, me, me, clock=clock)
+
+    def read(self, requests: int, gaps: int, gap_total: float) -> None:
+        """Set the counters to `requests` requests so far and `gaps` gaps summing `gap_total`."""
+        self.stats.api.show = requests
+        self.stats.gaps, self.stats.gap_total = gaps, gap_total
+
+
+def test_the_request_rate_and_cadence_are_over_the_last_ten_seconds() -> None:
+    """100 requests (gaps of 2 s) in the first 10 s, then 10 (gaps of 5 s) in the next 10: at
+    20 s the line says 1.0 requests/s and a 5 s cadence, not the run's averages (5.5/s, 2.3 s)."""
+    clock, live = FakeClock(0.0), _Live()
+    tracker = live.tracker(clock)
+    for t, requests, gaps, total in [(5, 50, 20, 40.0), (10, 100, 40, 80.0), (15, 105, 41, 85.0)]:
+        clock.now = t
+        live.read(requests, gaps, total)
+        tracker.snapshot(input_done=False)
+    clock.now = 20.0
+    live.read(110, 42, 90.0)
+    snapshot = tracker.snapshot(input_done=False)
+    assert snapshot.requests_per_s == pytest.approx(1.0)
+    assert snapshot.cadence_s == pytest.approx(5.0)
+    assert snapshot.elapsed_s == 20.0
+
+
+def test_the_rates_of_the_first_seconds_are_over_the_time_so_far() -> None:
+    """Before ten seconds have passed the window is the run so far: 30 requests in 3 s is 10/s;
+    with no gap yet measured the cadence is unknown (None)."""
+    clock, live = FakeClock(0.0), _Live()
+    tracker = live.tracker(clock)
+    clock.now = 3.0
+    live.read(30, 0, 0.0)
+    snapshot = tracker.snapshot(input_done=False)
+    assert snapshot.requests_per_s == pytest.approx(10.0)
+    assert snapshot.cadence_s is None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
+from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 

@@ -5,23 +5,9 @@ from __future__ import annotations
 from itertools import pairwise
 
 import pytest
+from helpers import FakeClock
 
 from watcher.ratelimit import RateLimiter
-
-
-class FakeClock:
-    """A clock that only moves when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.mark.anyio

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
+from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK, SimFactory
 
 from watcher.inputs import Job
 
@@ -20,7 +19,7 @@ def _python_blocks() -> list[str]:
 
 
 def test_the_library_example_runs_as_written(
-    sim_factory: Any,
+    sim_factory: SimFactory,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

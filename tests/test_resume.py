@@ -6,22 +6,30 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
-from helpers import make_jobs, read_manifest, run_config, run_jobs
+from helpers import (
+    TEST_AK,
+    TEST_PROJECT_ID,
+    TEST_SK,
+    SimFactory,
+    make_jobs,
+    read_manifest,
+    run_config,
+    run_jobs,
+    wait_until,
+)
 
 from watcher.errors import InputError
 from watcher.ledger import recover
 
 
 @pytest.mark.anyio
-async def test_second_run_skips_every_settled_job(sim_factory: Any, tmp_path: Path) -> None:
+async def test_second_run_skips_every_settled_job(sim_factory: SimFactory, tmp_path: Path) -> None:
     """Rerunning a finished batch asks the API nothing and appends nothing."""
     jobs = make_jobs(5)
     sim = sim_factory(jobs)
@@ -36,7 +44,9 @@ async def test_second_run_skips_every_settled_job(sim_factory: Any, tmp_path: Pa
 
 
 @pytest.mark.anyio
-async def test_missing_or_altered_files_are_fetched_again(sim_factory: Any, tmp_path: Path) -> None:
+async def test_missing_or_altered_files_are_fetched_again(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
     """A deleted file and a file whose bytes changed: those two jobs are watched again."""
     jobs = make_jobs(4)
     sim = sim_factory(jobs)
@@ -53,7 +63,9 @@ async def test_missing_or_altered_files_are_fetched_again(sim_factory: Any, tmp_
 
 
 @pytest.mark.anyio
-async def test_failed_jobs_are_kept_unless_retry_failed(sim_factory: Any, tmp_path: Path) -> None:
+async def test_failed_jobs_are_kept_unless_retry_failed(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
     """FAILED jobs are settled on rerun; --retry-failed watches them again."""
     jobs = make_jobs(2)
     sim = sim_factory(jobs, fail_percent=100)
@@ -66,7 +78,9 @@ async def test_failed_jobs_are_kept_unless_retry_failed(sim_factory: Any, tmp_pa
 
 
 @pytest.mark.anyio
-async def test_invalid_lines_are_not_reported_twice(sim_factory: Any, tmp_path: Path) -> None:
+async def test_invalid_lines_are_not_reported_twice(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
     """An INVALID line from the first run is not written again for the same place."""
     sim = sim_factory([])
     bad = InputError("jobs.txt", 3, "not valid JSON")
@@ -77,7 +91,7 @@ async def test_invalid_lines_are_not_reported_twice(sim_factory: Any, tmp_path: 
 
 @pytest.mark.anyio
 async def test_torn_last_line_and_partial_files_are_cleaned_up(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """After a crash mid-write: the torn line is cut, .part files removed, every job once."""
     jobs = make_jobs(3)
@@ -106,7 +120,7 @@ def test_recover_reads_last_line_per_job(tmp_path: Path) -> None:
     assert path.read_bytes().endswith(b"}\n")
 
 
-def test_sigint_stops_cleanly_with_130(sim_factory: Any, tmp_path: Path) -> None:
+def test_sigint_stops_cleanly_with_130(sim_factory: SimFactory, tmp_path: Path) -> None:
     """SIGINT mid-run: exit 130 within the bound, no partial file, unfinished jobs unwritten."""
     jobs = make_jobs(3)
     sim = sim_factory(jobs, time_scale=100.0)  # jobs that take hours
@@ -117,10 +131,8 @@ def test_sigint_stops_cleanly_with_130(sim_factory: Any, tmp_path: Path) -> None
     command += ["--endpoint", sim.url, "--out", str(tmp_path / "out"), "--cadence", "0.05"]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)  # noqa: S603
     try:
-        deadline = time.monotonic() + 20
         asked = sim.sim.stats.requests
-        while sum(asked().values()) < 3 and time.monotonic() < deadline:  # polled for a while
-            time.sleep(0.02)
+        wait_until(lambda: sum(asked().values()) >= 3, "the jobs polled a while")
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=15)
     finally:
@@ -131,7 +143,7 @@ def test_sigint_stops_cleanly_with_130(sim_factory: Any, tmp_path: Path) -> None
     assert not list((tmp_path / "out").glob("*.part"))
 
 
-def test_sigint_stops_a_run_reading_an_open_pipe(sim_factory: Any, tmp_path: Path) -> None:
+def test_sigint_stops_a_run_reading_an_open_pipe(sim_factory: SimFactory, tmp_path: Path) -> None:
     """`producer | watcher run`: SIGINT ends it (130) even while the producer keeps stdin open."""
     jobs = make_jobs(2)
     sim = sim_factory(jobs, time_scale=100.0)
@@ -145,9 +157,7 @@ def test_sigint_stops_a_run_reading_an_open_pipe(sim_factory: Any, tmp_path: Pat
         assert process.stdin is not None and process.stderr is not None
         process.stdin.write("job-000\njob-001\n")
         process.stdin.flush()  # and keep it open, as a submitter still running would
-        deadline = time.monotonic() + 20
-        while sum(sim.sim.stats.requests().values()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: sum(sim.sim.stats.requests().values()) >= 2, "both jobs polled")
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=15)  # stdin still open: the pipe must not hold the exit up
@@ -164,7 +174,7 @@ def _append(out: Path, *records: dict[str, Any]) -> None:
 
 @pytest.mark.anyio
 async def test_error_and_timeout_lines_are_watched_again_by_default(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """ERROR and TIMEOUT are the watcher's verdicts, not the API's: a plain rerun retries them."""
     jobs = make_jobs(2)
@@ -181,7 +191,7 @@ async def test_error_and_timeout_lines_are_watched_again_by_default(
 
 @pytest.mark.anyio
 async def test_a_rerun_from_another_directory_skips_the_finished_batch(
-    sim_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim_factory: SimFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Paths are relative to the manifest: a rerun from elsewhere downloads nothing again."""
     jobs = make_jobs(3)
@@ -198,7 +208,7 @@ async def test_a_rerun_from_another_directory_skips_the_finished_batch(
 
 @pytest.mark.anyio
 async def test_a_manifest_of_an_earlier_version_still_resumes(
-    sim_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim_factory: SimFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Lines without "v" (paths relative to the old run's directory, no mtime) still settle
     their jobs when the files are intact: checked by sha256 instead."""
@@ -221,7 +231,7 @@ async def test_a_manifest_of_an_earlier_version_still_resumes(
 
 @pytest.mark.anyio
 async def test_damaged_lines_and_empty_succeed_lines_are_not_trusted(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """A wrong-shaped line does not crash the rerun and a SUCCEED line without files is not
     done: both jobs are watched (again) and get proper lines."""
@@ -240,7 +250,7 @@ async def test_damaged_lines_and_empty_succeed_lines_are_not_trusted(
 
 @pytest.mark.anyio
 async def test_verify_catches_changed_bytes_that_the_cheap_check_cannot(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """Bytes changed with size and mtime kept: a plain rerun skips, --verify watches again."""
     jobs = make_jobs(2)
@@ -259,7 +269,7 @@ async def test_verify_catches_changed_bytes_that_the_cheap_check_cannot(
 
 @pytest.mark.anyio
 async def test_files_with_a_new_mtime_are_checked_by_sha256_not_fetched_again(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """A batch copied without its mtimes (`cp -r`): the bytes are read and match, so nothing is
     asked of the API and nothing is appended."""

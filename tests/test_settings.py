@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
 
 from watcher.cli import main
 
 URL = "http://127.0.0.1:9"
 EAST = "https://metastudio.cn-east-3.myhuaweicloud.com"
 NORTH = "https://metastudio.cn-north-4.myhuaweicloud.com"
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """The test credentials, no WATCHER_* of the machine's, HOME in a temporary folder."""
-    for name in [n for n in os.environ if n.startswith("WATCHER_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", TEST_AK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", TEST_SK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", TEST_PROJECT_ID)
-    return monkeypatch
 
 
 LAYERS = ("flag", "variable", "file", "default")

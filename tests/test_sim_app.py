@@ -16,7 +16,7 @@ import aiohttp
 import anyio
 import orjson
 import pytest
-from conftest import FAST, TEST_PROJECT_ID, ApiSigner
+from helpers import SIM_FAST, TEST_PROJECT_ID, ApiSigner
 
 from watcher.auth import AkSk, Token
 from watcher.inputs import Job
@@ -227,7 +227,9 @@ async def test_other_project_in_path_is_403(api: Api) -> None:
 
 async def test_token_mode(session: aiohttp.ClientSession) -> None:
     """With a token configured, X-Auth-Token is checked and AK/SK is not what it accepts."""
-    config = SimConfig(project_id=TEST_PROJECT_ID, credentials=Token("tok-123"), time_scale=FAST)
+    config = SimConfig(
+        project_id=TEST_PROJECT_ID, credentials=Token("tok-123"), time_scale=SIM_FAST
+    )
     async with serve(config) as running:
         url = f"{running.url}/v1/{TEST_PROJECT_ID}/ttsc/tts-jobs"
         async with session.get(url, headers={"X-Auth-Token": "tok-123"}) as r:
@@ -247,7 +249,7 @@ async def test_token_mode(session: aiohttp.ClientSession) -> None:
 async def test_security_token_must_match(session: aiohttp.ClientSession) -> None:
     """Temporary credentials need the matching X-Security-Token."""
     creds = AkSk("TMPAK", "tmp-sk", "sec-token")
-    config = SimConfig(project_id=TEST_PROJECT_ID, credentials=creds, time_scale=FAST)
+    config = SimConfig(project_id=TEST_PROJECT_ID, credentials=creds, time_scale=SIM_FAST)
     async with serve(config) as running:
         good = Api(session, running.url, ApiSigner("TMPAK", "tmp-sk", security_token="sec-token"))
         assert (await good.call("GET", good.url("tts-jobs"))).status == 200
@@ -501,7 +503,7 @@ async def test_storage_records_headers(
 async def test_rate_limit_answers_429(session: aiohttp.ClientSession) -> None:
     """Over the per-API rate limit, requests are 429 APIGW.0308 naming the limit."""
     config = SimConfig(
-        project_id=TEST_PROJECT_ID, credentials=AkSk("AK", "SK"), time_scale=FAST, rate_limit=3
+        project_id=TEST_PROJECT_ID, credentials=AkSk("AK", "SK"), time_scale=SIM_FAST, rate_limit=3
     )
     frozen = Simulator(config, clock=lambda: 100.0)  # the window never slides during the test
     async with serve(config, sim=frozen) as running:

@@ -9,13 +9,12 @@ import selectors
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK, ApiSigner
+from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK, ApiSigner
 
 from watcher.auth import AkSk, Token
 from watcher.errors import ConfigError
@@ -177,7 +176,6 @@ def test_cli_serves_env_credentials_and_stops_on_sigint(tmp_path: Path) -> None:
 def test_cli_demo_credentials_and_sigterm(tmp_path: Path) -> None:
     """With no credentials it prints the demo export line, accepts them, and SIGTERM exits 0."""
     proc = _start([], clean_env(tmp_path))
-    started = time.monotonic()
     try:
         url = _first_line(proc, timeout=20)
         status, _ = _list_jobs(url, ApiSigner(DEMO_AK, DEMO_SK, DEMO_PROJECT_ID))
@@ -186,4 +184,3 @@ def test_cli_demo_credentials_and_sigterm(tmp_path: Path) -> None:
         code, err = _stop(proc, signal.SIGTERM)
     assert code == 0
     assert f"export HUAWEICLOUD_SDK_AK={DEMO_AK} HUAWEICLOUD_SDK_SK={DEMO_SK}" in err
-    assert time.monotonic() - started < 30

@@ -9,7 +9,6 @@ import selectors
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +19,12 @@ import aiohttp
 import anyio
 import orjson
 import pytest
-from conftest import TEST_PROJECT_ID, ApiSigner, SimFactory
+from helpers import TEST_PROJECT_ID, ApiSigner, FakeClock, SimFactory, run_in_virtual_time
 
 from watcher.api import FILE_FIELDS
 from watcher.auth import AkSk
 from watcher.inputs import Job
-from watcher.sim import SimConfig, SimThread, Simulator
+from watcher.sim import SimConfig, SimThread, Simulator, serve
 from watcher.sim.cli import main as sim_main
 from watcher.sim.config import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK
 from watcher.sim.faults import (
@@ -361,26 +360,39 @@ async def test_api_reset_leaves_the_server_serving(
     assert running.sim.faults.counts()["api-reset"] == sum(r.broken for r in replies)
 
 
-async def test_slow_delays_without_blocking_others(
-    sim_factory: SimFactory, session: aiohttp.ClientSession
-) -> None:
-    """slow at rate 1: each answer waits slow_seconds, concurrently, then is the normal one."""
-    running = sim_factory(PRELOAD, time_scale=0, faults=FaultPlan(slow=1.0, slow_seconds=0.1))
-    client = Client(session, running.url)
-    replies: list[Reply] = []
+def test_slow_delays_without_blocking_others() -> None:
+    """slow at rate 1, in virtual time: five requests at once, each held 10 s, are all answered
+    (the normal answer) exactly 10 s after they were sent: the waits overlap, none queues behind
+    another."""
+    clock = FakeClock()
+    config = SimConfig(
+        project_id=TEST_PROJECT_ID,
+        credentials=AkSk(SIGNER.ak, SIGNER.sk),
+        time_scale=0,
+        fail_percent=0,
+        faults=FaultPlan(slow=1.0, slow_seconds=10.0),
+    )
+    answered: list[tuple[float, Reply]] = []
 
-    async def one() -> None:
-        replies.append(await client.api("show"))
+    async def main() -> dict[str, int]:
+        async with serve(config, preload=PRELOAD) as running, aiohttp.ClientSession() as session:
+            client = Client(session, running.url)
 
-    began = time.monotonic()
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            for _ in range(5):
-                tg.start_soon(one)
-    took = time.monotonic() - began
-    assert 0.1 <= took < 0.4  # five 0.1 s waits overlapped
-    assert [r.body["state"] for r in replies] == ["SUCCEED"] * 5
-    assert running.sim.faults.counts()["slow"] == 5
+            async def one() -> None:
+                reply = await client.api("show")
+                answered.append((clock.now, reply))
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(5):
+                        tg.start_soon(one)
+            return running.sim.faults.counts()
+
+    began = clock.now
+    counts = run_in_virtual_time(clock, main)
+    assert [round(t - began, 6) for t, _ in answered] == [10.0] * 5
+    assert [r.body["state"] for _, r in answered] == ["SUCCEED"] * 5
+    assert counts["slow"] == 5
 
 
 async def test_slow_answer_times_the_client_out(
@@ -456,16 +468,6 @@ async def test_faults_are_counted(sim_factory: SimFactory, session: aiohttp.Clie
 # --- unknown-state -----------------------------------------------------------------------------
 
 
-class FakeClock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 async def test_unknown_state_jobs_end_canceled(session: aiohttp.ClientSession) -> None:
     """Picked jobs are reported normally until done, then CANCELED forever, with no files."""
     clock = FakeClock()
@@ -481,7 +483,7 @@ async def test_unknown_state_jobs_end_canceled(session: aiohttp.ClientSession) -
         client = Client(session, running.url)
         before = [(await client.api("show", job_id=i)).body["state"] for i in ids]
         assert set(before) <= {"WAITING", "PROCESSING"}
-        clock.t += 10_000
+        clock.now += 10_000
         expected = [running.sim.expected_state(i) for i in ids]
         assert set(expected) == {JobState.CANCELED, JobState.SUCCEED, JobState.FAILED}
         for _ in range(2):  # and it stays so

@@ -7,21 +7,12 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from helpers import FakeClock
 
 from watcher.auth import AkSk
 from watcher.sim import SimConfig
 from watcher.sim.jobs import FAILURES, JobQueue, JobState, synthesis_seconds
 from watcher.sim.stats import SimStats
-
-
-class FakeClock:
-    """A clock that moves only when told."""
-
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def make_queue(
@@ -48,9 +39,9 @@ def test_job_moves_from_processing_to_succeed() -> None:
     clock = FakeClock()
     job = make_queue(clock).add("x" * 20, "voice")
     duration = synthesis_seconds(20)
-    assert job.state_at(clock.t) is JobState.PROCESSING
-    assert job.state_at(clock.t + duration - 0.001) is JobState.PROCESSING
-    assert job.state_at(clock.t + duration) is JobState.SUCCEED
+    assert job.state_at(clock.now) is JobState.PROCESSING
+    assert job.state_at(clock.now + duration - 0.001) is JobState.PROCESSING
+    assert job.state_at(clock.now + duration) is JobState.SUCCEED
 
 
 def test_jobs_wait_for_a_free_slot() -> None:
@@ -59,10 +50,10 @@ def test_jobs_wait_for_a_free_slot() -> None:
     queue = make_queue(clock, slots=2)
     jobs = [queue.add("y" * 40, "voice") for _ in range(5)]
     d = synthesis_seconds(40)
-    assert [j.start - clock.t for j in jobs] == pytest.approx([0, 0, d, d, 2 * d])
-    states = [j.state_at(clock.t) for j in jobs]
+    assert [j.start - clock.now for j in jobs] == pytest.approx([0, 0, d, d, 2 * d])
+    states = [j.state_at(clock.now) for j in jobs]
     assert states == [JobState.PROCESSING] * 2 + [JobState.WAITING] * 3
-    for t in (clock.t + k * d / 3 for k in range(12)):
+    for t in (clock.now + k * d / 3 for k in range(12)):
         busy = sum(j.state_at(t) is JobState.PROCESSING for j in jobs)
         assert busy <= 2
 
@@ -72,9 +63,9 @@ def test_free_slot_starts_a_late_job_at_its_creation() -> None:
     clock = FakeClock()
     queue = make_queue(clock)
     first = queue.add("z", "voice")
-    clock.t = first.end + 50
+    clock.now = first.end + 50
     second = queue.add("z", "voice")
-    assert second.start == clock.t
+    assert second.start == clock.now
 
 
 def test_duration_grows_with_text_and_time_scale() -> None:
@@ -91,7 +82,7 @@ def test_zero_time_scale_finishes_at_creation() -> None:
     """time_scale 0 makes a job terminal the moment it exists."""
     clock = FakeClock()
     job = make_queue(clock, time_scale=0).add("hello", "v")
-    assert job.state_at(clock.t) is JobState.SUCCEED
+    assert job.state_at(clock.now) is JobState.SUCCEED
 
 
 def test_priority_is_ignored() -> None:
@@ -100,7 +91,7 @@ def test_priority_is_ignored() -> None:
     queue = make_queue(clock)
     queue.add("a" * 50, "v", priority=10)
     urgent = queue.add("a" * 50, "v", priority=0)
-    assert urgent.state_at(clock.t) is JobState.WAITING
+    assert urgent.state_at(clock.now) is JobState.WAITING
 
 
 def test_failure_depends_on_the_id_alone() -> None:
@@ -155,7 +146,7 @@ def test_page_is_newest_first_with_offset_and_time_window() -> None:
     ids = []
     for _ in range(6):
         ids.append(queue.add("t", "v").job_id)
-        wall.t += 10
+        wall.now += 10
     count, page = queue.page(limit=3)
     assert count == 6
     assert [j.job_id for j in page] == ids[::-1][:3]
@@ -172,7 +163,7 @@ def test_create_time_never_goes_backwards() -> None:
     clock, wall = FakeClock(), FakeClock(1_700_000_100.0)
     queue = make_queue(clock, slots=2, wall=wall)
     first = queue.add("t", "v")
-    wall.t -= 60
+    wall.now -= 60
     second = queue.add("t", "v")
     assert second.create_time >= first.create_time
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
+from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK, wait_until
 
 from watcher.sim import SimThread
 
@@ -67,14 +66,14 @@ def test_sdk_creates_shows_and_lists(sdk: SimpleNamespace, sim: SimThread) -> No
     assert created.status_code == 200
     job_id = created.job_id
     assert len(job_id) == 32
-    deadline = time.monotonic() + 5
-    shown = None
-    for _ in range(500):
-        shown = c.show_async_tts_job(sdk.ShowAsyncTtsJobRequest(job_id=job_id))
-        if shown.state in ("SUCCEED", "FAILED") or time.monotonic() > deadline:
-            break
-        time.sleep(0.005)
-    assert shown is not None
+    shows: list[Any] = []
+
+    def final() -> bool:
+        shows.append(c.show_async_tts_job(sdk.ShowAsyncTtsJobRequest(job_id=job_id)))
+        return shows[-1].state in ("SUCCEED", "FAILED")
+
+    wait_until(final, "the job final", timeout=5)
+    shown = shows[-1]
     assert shown.state == "SUCCEED"
     assert shown.audio_file_url.startswith(f"{sim.url}/obs/")
     assert shown.audio_srt_file_url

@@ -21,8 +21,17 @@ import aiohttp
 import anyio
 import pytest
 import structlog
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
-from helpers import FAST_DOWNLOADS, make_jobs, read_manifest, run_config
+from helpers import (
+    FAST_DOWNLOADS,
+    TEST_AK,
+    TEST_PROJECT_ID,
+    TEST_SK,
+    FakeClock,
+    SimFactory,
+    make_jobs,
+    read_manifest,
+    run_config,
+)
 from hostile_storage import (
     HostileStorage,
     endless,
@@ -86,28 +95,12 @@ async def storage() -> AsyncIterator[HostileStorage]:
         yield server
 
 
-class Clock:
-    """A fake clock whose sleep advances it; `slept` records each backoff."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await anyio.lowlevel.checkpoint()
-
-
 async def _no_refresh(job_id: str) -> JobStatus:
     raise AssertionError("no fresh links expected")
 
 
 def downloader(
-    session: aiohttp.ClientSession, out: Path, clock: Clock, **changes: Any
+    session: aiohttp.ClientSession, out: Path, clock: FakeClock, **changes: Any
 ) -> JobDownload:
     """A JobDownload whose backoff and storage outage run on `clock`."""
     outage = Outage("storage", timeout=60.0, clock=clock, sleep=clock.sleep, rng=random.Random(1))
@@ -189,7 +182,7 @@ async def test_a_truncated_wav_with_a_matching_short_content_length_is_bad_audio
     whole = wav(1.535)
     url = storage.route("/a.wav", serve(whole[: 44 + int(0.38 * 32000)]))
     async with storage_session(policy()) as session:
-        download = downloader(session, tmp_path, Clock())
+        download = downloader(session, tmp_path, FakeClock())
         with pytest.raises(DownloadError) as caught:
             await _save(download, "j1", audio=url)
     assert caught.value.code == "BAD_AUDIO" and "claims" in str(caught.value)
@@ -260,7 +253,7 @@ async def test_storage_throttling_is_retried_after_its_retry_after(
     if header == "HTTPDATE+20":
         header = format_datetime(datetime.fromtimestamp(time.time() + 20, UTC), usegmt=True)
     url = storage.route("/a.bin", throttle(status, header), serve(BODY))
-    clock = Clock()
+    clock = FakeClock()
     async with storage_session(policy()) as session:
         saved = await _save(downloader(session, tmp_path, clock), "j1", info=url)
     assert saved["info"].bytes == len(BODY)
@@ -276,7 +269,7 @@ async def test_a_redirect_to_a_file_link_is_permanent(
     url = storage.route("/a.wav", redirect("file:///etc/passwd"))
     async with storage_session(policy()) as session:
         with pytest.raises(DownloadError, match="not http") as caught:
-            await _save(downloader(session, tmp_path, Clock()), "j1", audio=url)
+            await _save(downloader(session, tmp_path, FakeClock()), "j1", audio=url)
     assert not caught.value.transient
     assert len(storage.seen) == 1
 
@@ -287,7 +280,7 @@ async def test_a_redirect_loop_is_permanent(storage: HostileStorage, tmp_path: P
     url = storage.route("/loop.wav", redirect("/loop.wav"))
     async with storage_session(policy()) as session:
         with pytest.raises(DownloadError, match="too many redirects") as caught:
-            await _save(downloader(session, tmp_path, Clock()), "j1", audio=url)
+            await _save(downloader(session, tmp_path, FakeClock()), "j1", audio=url)
     assert not caught.value.transient
     assert len(storage.seen) <= 11
 
@@ -319,7 +312,7 @@ async def test_a_huge_error_body_makes_a_short_message(
     url = storage.route("/a.bin", serve(xml, status=500))
     async with storage_session(policy()) as session:
         with pytest.raises(DownloadError) as caught:
-            await _save(downloader(session, tmp_path, Clock()), "j1", info=url)
+            await _save(downloader(session, tmp_path, FakeClock()), "j1", info=url)
     assert len(str(caught.value)) <= 300
     assert str(caught.value).startswith("j1.info.json: HTTP 500 InternalError: xxx")
 
@@ -337,7 +330,7 @@ async def test_a_huge_error_from_fresh_links_makes_a_short_manifest_message(
     jobs_tx, jobs_rx = anyio.create_memory_object_stream[Finished](1)
     results_tx, results_rx = anyio.create_memory_object_stream[JobResult](1)
     async with storage_session(policy()) as session:
-        download = downloader(session, tmp_path, Clock())
+        download = downloader(session, tmp_path, FakeClock())
         download.refresh = refresh
         async with jobs_tx, results_rx:
             status = JobStatus("SUCCEED", {"info": url}, request_id="req-1")
@@ -354,7 +347,7 @@ async def test_a_huge_error_from_fresh_links_makes_a_short_manifest_message(
 async def test_an_unparseable_link_is_the_jobs_error_not_a_crash(tmp_path: Path) -> None:
     """A link the URL parser refuses: DownloadError for that file, its text not quoted."""
     async with storage_session(policy()) as session:
-        download = downloader(session, tmp_path, Clock())
+        download = downloader(session, tmp_path, FakeClock())
         with pytest.raises(DownloadError, match="not a usable URL") as caught:
             await _save(download, "j1", audio="http://[::1/x.wav?Signature=SECRET")
     assert "SECRET" not in str(caught.value)
@@ -370,7 +363,7 @@ async def test_an_interrupted_download_resumes_with_a_ranged_get(
     """Cut at 100 KB: the next try asks `Range: bytes=N-` on the ETag; the whole file's hash."""
     url = storage.route("/a.bin", ranged(BODY, '"v1"', cut_at=100_000), ranged(BODY, '"v1"'))
     async with storage_session(policy()) as session:
-        saved = await _save(downloader(session, tmp_path, Clock()), "j1", info=url)
+        saved = await _save(downloader(session, tmp_path, FakeClock()), "j1", info=url)
     first, second = storage.seen
     kept = int(second.headers["range"].removeprefix("bytes=").removesuffix("-"))
     assert 0 < kept <= 100_000 and second.headers["if-match"] == '"v1"'
@@ -390,7 +383,7 @@ async def test_a_server_that_ignores_range_gives_the_whole_file(
         "/a.bin", ranged(BODY, '"v1"', cut_at=100_000), ranged(BODY, '"v1"', ignore_range=True)
     )
     async with storage_session(policy()) as session:
-        saved = await _save(downloader(session, tmp_path, Clock()), "j1", info=url)
+        saved = await _save(downloader(session, tmp_path, FakeClock()), "j1", info=url)
     assert "range" in storage.seen[1].headers
     assert (tmp_path / "j1.info.json").read_bytes() == BODY
     assert saved["info"].sha256 == hashlib.sha256(BODY).hexdigest()
@@ -409,7 +402,7 @@ async def test_a_206_from_the_wrong_offset_is_not_appended(
         ranged(BODY, '"v1"'),
     )
     async with storage_session(policy()) as session:
-        saved = await _save(downloader(session, tmp_path, Clock()), "j1", info=url)
+        saved = await _save(downloader(session, tmp_path, FakeClock()), "j1", info=url)
     assert [("range" in r.headers) for r in storage.seen] == [False, True, False]
     assert (tmp_path / "j1.info.json").read_bytes() == BODY
     assert saved["info"].sha256 == hashlib.sha256(BODY).hexdigest()
@@ -423,7 +416,7 @@ async def test_an_object_that_changed_is_fetched_again_from_byte_0(
     new = bytes(reversed(BODY))
     url = storage.route("/a.bin", ranged(BODY, '"v1"', cut_at=100_000), ranged(new, '"v2"'))
     async with storage_session(policy()) as session:
-        saved = await _save(downloader(session, tmp_path, Clock()), "j1", info=url)
+        saved = await _save(downloader(session, tmp_path, FakeClock()), "j1", info=url)
     assert [("range" in r.headers) for r in storage.seen] == [False, True, False]
     assert (tmp_path / "j1.info.json").read_bytes() == new
     assert saved["info"].sha256 == hashlib.sha256(new).hexdigest()
@@ -459,7 +452,7 @@ async def test_a_storage_outage_pauses_downloads_instead_of_failing_them(
 ) -> None:
     """Files reset 7 times each (over their 5 tries) are all saved: the outage is not charged."""
     urls = [storage.route(f"/{n}.bin", *[reset()] * 7, serve(BODY)) for n in "abc"]
-    clock = Clock()
+    clock = FakeClock()
     saved: dict[str, int] = {}
     async with storage_session(policy()) as session:
         download = downloader(
@@ -485,7 +478,7 @@ async def test_storage_down_past_the_outage_timeout_stops_the_run(
 ) -> None:
     """Storage that never answers: OutageError after the timeout, not an ERROR per file."""
     urls = [storage.route(f"/{n}.bin", reset()) for n in "abc"]
-    clock = Clock()
+    clock = FakeClock()
     async with storage_session(policy()) as session:
         download = downloader(session, tmp_path, clock)
 
@@ -511,7 +504,7 @@ async def test_download_events_are_logged_with_job_file_and_reason(
     """A retry names job, file and reason; a job not saved is a warning; a saved job, debug."""
     good = storage.route("/good.bin", serve(b"", status=500), serve(BODY))
     bad = storage.route("/bad.bin", serve(b"<Error><Code>NoSuchKey</Code></Error>", status=404))
-    clock = Clock()
+    clock = FakeClock()
     jobs_tx, jobs_rx = anyio.create_memory_object_stream[Finished](4)
     results_tx, results_rx = anyio.create_memory_object_stream[JobResult](4)
     async with storage_session(policy()) as session:
@@ -561,7 +554,7 @@ def test_a_storage_outage_past_its_timeout_exits_3(
 
 @pytest.mark.anyio
 async def test_a_run_whose_storage_never_answers_stops_with_an_outage(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """Downloads all cut short: progress shows storage down, then OutageError, no ERROR lines."""
     jobs = make_jobs(6)

@@ -16,9 +16,8 @@ import anyio.lowlevel
 import orjson
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
-from conftest import TEST_AK as AK
-from conftest import TEST_PROJECT_ID as PROJECT
-from conftest import TEST_SK as SK
+from helpers import TEST_AK as AK
+from helpers import FakeClock, SimFactory
 
 from watcher.cli import main
 from watcher.errors import ApiError, ConfigError, InputError, ThrottledError, TransportError
@@ -41,19 +40,6 @@ from watcher.submit import (
 VOICE = "voice-anna"
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """The test credentials in the environment, and nothing of the machine's."""
-    for name in ("CLOUD_SDK_AK", "CLOUD_SDK_SK", "METASTUDIO_AUTH_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", AK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", SK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)
-    monkeypatch.delenv("HUAWEICLOUD_SDK_SECURITY_TOKEN", raising=False)
-    return monkeypatch
-
-
 def _submit(url: str, *argv: str) -> int:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -70,7 +56,10 @@ def _texts(path: Path, *lines: Any) -> Path:
 
 
 def test_each_line_becomes_a_job_that_watcher_run_can_read(
-    sim_factory: Any, env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sim_factory: SimFactory,
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Three lines: three jobs created with their fields, printed in order as run input."""
     sim = sim_factory()
@@ -84,7 +73,8 @@ def test_each_line_becomes_a_job_that_watcher_run_can_read(
     captured = capsys.readouterr()
     jobs = [parse_line(line, "<stdin>", n) for n, line in enumerate(captured.out.splitlines(), 1)]
     assert [job.meta for job in jobs if job] == [{"chapter": 1}, {"chapter": 2}, {"speaker": "x"}]
-    created = [sim.sim.jobs.get(job.job_id) for job in jobs if job]
+    created = [c for job in jobs if job and (c := sim.sim.jobs.get(job.job_id)) is not None]
+    assert len(created) == 3
     assert [(c.text, c.voice_asset_id, c.gen_srt, c.audio_format, c.priority) for c in created] == [
         ("Hello there.", VOICE, True, "WAV", 5),
         ("Second line.", "voice-bob", False, "WAV", 5),
@@ -94,7 +84,10 @@ def test_each_line_becomes_a_job_that_watcher_run_can_read(
 
 
 def test_bad_lines_are_named_and_skipped(
-    sim_factory: Any, env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sim_factory: SimFactory,
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Lines that cannot be a job are reported by file and line; the others are created."""
     sim = sim_factory()
@@ -142,7 +135,10 @@ def test_a_line_without_a_voice_is_bad_unless_a_flag_gives_one(tmp_path: Path) -
 
 
 def test_an_api_error_is_reported_and_the_run_goes_on(
-    sim_factory: Any, env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sim_factory: SimFactory,
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A line the API refuses is named with its code and request id; later lines still go."""
     sim = sim_factory()
@@ -162,7 +158,10 @@ def test_an_api_error_is_reported_and_the_run_goes_on(
 
 
 def test_refused_credentials_stop_at_once_with_exit_2(
-    sim_factory: Any, env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sim_factory: SimFactory,
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A wrong secret key: exit 2 after a request or few, nothing printed, no secret shown."""
     sim = sim_factory()
@@ -179,7 +178,7 @@ def test_refused_credentials_stop_at_once_with_exit_2(
 
 
 def test_reads_stdin(
-    sim_factory: Any,
+    sim_factory: SimFactory,
     env: pytest.MonkeyPatch,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -194,7 +193,10 @@ def test_reads_stdin(
 
 
 def test_an_overlong_line_is_skipped_and_the_next_is_read(
-    sim_factory: Any, env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sim_factory: SimFactory,
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A line over the limit is reported and dropped; the line after it is submitted."""
     sim = sim_factory()
@@ -247,22 +249,6 @@ class FakeApi:
         return f"job-{text}"
 
 
-class FakeClock:
-    """Time that moves only when the limiter sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await anyio.lowlevel.checkpoint()
-
-
 async def _requests(n: int) -> AsyncIterator[Request | InputError]:
     for i in range(n):
         yield Request({"text": str(i), "voice_asset_id": VOICE}, {"i": i}, "t", i + 1)
@@ -271,7 +257,7 @@ async def _requests(n: int) -> AsyncIterator[Request | InputError]:
 async def _run_fake(
     api: FakeApi, n: int, clock: FakeClock | None = None, policy: SubmitPolicy | None = None
 ) -> tuple[list[Mapping[str, Any]], list[str], SubmitTally]:
-    clock = clock or FakeClock()
+    clock = clock or FakeClock(0.0)
     policy = policy or SubmitPolicy()
     limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
     out: list[Mapping[str, Any]] = []
@@ -300,7 +286,7 @@ async def test_requests_overlap_but_output_keeps_input_order() -> None:
             assert out == []  # nothing is printed before job 0 is settled
         api.gates["0"].set()
 
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     limiter = RateLimiter(1000, clock=clock, sleep=clock.sleep)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
@@ -326,7 +312,7 @@ async def test_in_flight_requests_are_bounded() -> None:
                     released += 1
             await anyio.lowlevel.checkpoint()
 
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     limiter = RateLimiter(1000, clock=clock, sleep=clock.sleep)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
@@ -343,7 +329,7 @@ async def test_a_429_is_retried_after_its_pause() -> None:
     """A throttled request waits Retry-After (else the policy's pause), then goes again."""
     throttled = ThrottledError(429, "APIGW.0308", "over ratelimit", "r1", retry_after=7.0)
     api = FakeApi({"1": [throttled]})
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     out, err, tally = await _run_fake(api, 3, clock)
     assert [o["i"] for o in out] == [0, 1, 2] and err == [] and tally.all_submitted
     assert api.calls.count("1") == 2
@@ -379,7 +365,10 @@ def _closed_port() -> str:
 
 
 def test_a_refused_connection_stops_at_once_and_rest_keeps_every_line(
-    sim_factory: Any, env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sim_factory: SimFactory,
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A dead endpoint: exit 2 after one try, no "may or may not", and --rest holds every line,
     so `watcher submit rest.jsonl` then creates them all."""
@@ -418,7 +407,7 @@ async def test_rest_gets_bad_refused_and_untried_lines_in_order() -> None:
                 yield bad
 
     rest: list[bytes] = []
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
     with anyio.fail_after(10):
         tally = await submit_all(

@@ -5,11 +5,19 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
-from helpers import FAST, make_jobs, read_manifest, run_config, run_jobs
+from helpers import (
+    FAST,
+    TEST_AK,
+    TEST_PROJECT_ID,
+    TEST_SK,
+    SimFactory,
+    make_jobs,
+    read_manifest,
+    run_config,
+    run_jobs,
+)
 
 from watcher.auth import AkSk
 from watcher.sim import SimConfig, SimThread, Simulator
@@ -17,7 +25,7 @@ from watcher.sim import SimConfig, SimThread, Simulator
 
 @pytest.mark.anyio
 async def test_list_sweeps_watch_many_jobs_with_few_requests(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """150 jobs (two pages) under --poll list: all SUCCEED, nearly no single GETs."""
     jobs = make_jobs(150)
@@ -36,7 +44,7 @@ async def test_list_sweeps_watch_many_jobs_with_few_requests(
 
 @pytest.mark.anyio
 async def test_auto_uses_the_list_only_when_singles_cannot_keep_up(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """auto: 4 jobs within the single-GET budget use no list call; 60 jobs beyond it do."""
     few, many = make_jobs(4, "few"), make_jobs(60, "many")
@@ -73,7 +81,7 @@ async def test_jobs_outside_the_list_window_are_polled_singly(tmp_path: Path) ->
 
 @pytest.mark.anyio
 async def test_failed_jobs_seen_in_the_list_get_their_real_code_from_one_get(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """A FAILED job read from the list (fail_msg, no code) gets its code from one spare GET."""
     jobs = make_jobs(4)

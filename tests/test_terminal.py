@@ -19,12 +19,11 @@ import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pyte
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
+from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK, SimFactory
 
 from watcher.inputs import Job
 
@@ -107,7 +106,7 @@ def _no_log_on_a_status_row(rows: list[str]) -> None:
 
 
 def test_logs_scroll_above_the_status_which_fits_and_is_gone_at_the_end(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """A debug-level run at 80x24: no log line lands on the status, the status never passes
     79 columns, and when the run ends the status is gone and the summary table follows."""
@@ -131,7 +130,7 @@ def test_logs_scroll_above_the_status_which_fits_and_is_gone_at_the_end(
     assert re.search(r"SUCCEED\s+24$", "\n".join(rows), re.MULTILINE)
 
 
-def test_json_logs_on_a_terminal_stay_json_lines(sim_factory: Any, tmp_path: Path) -> None:
+def test_json_logs_on_a_terminal_stay_json_lines(sim_factory: SimFactory, tmp_path: Path) -> None:
     """--log-format json on a terminal (a pod with tty: true): no status line, no escape code,
     every line a JSON object, the last one the run summary."""
     jobs = [Job(f"json-{i:02d}") for i in range(6)]
@@ -144,7 +143,7 @@ def test_json_logs_on_a_terminal_stay_json_lines(sim_factory: Any, tmp_path: Pat
     assert any(e["event"] == "progress" for e in events)
 
 
-def test_ctrl_c_leaves_a_clean_screen(sim_factory: Any, tmp_path: Path) -> None:
+def test_ctrl_c_leaves_a_clean_screen(sim_factory: SimFactory, tmp_path: Path) -> None:
     """SIGINT mid-run: the stop is logged above the status, then the status is erased and the
     last rows say the run was interrupted; exit 130."""
     jobs = [Job(f"int-{i:02d}") for i in range(8)]
@@ -202,7 +201,7 @@ def _quote(arg: str) -> str:
     shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)"
 )
 def test_in_tmux_at_80x24_the_status_reads_whole_and_ctrl_c_leaves_it_clean(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """In a real tmux pane of 80x24: the status is two whole lines with the rate, throttling and
     ETA; Ctrl-C typed at the keyboard leaves the stop message and no status, no `^C`."""

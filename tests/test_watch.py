@@ -6,11 +6,10 @@ import hashlib
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import TEST_AK as AK
-from helpers import FAST, make_jobs, read_manifest, run_config, run_jobs
+from helpers import FAST, SimFactory, make_jobs, read_manifest, run_config, run_jobs
+from helpers import TEST_AK as AK
 
 from watcher.auth import AkSk, Token
 from watcher.errors import AuthError, InputError
@@ -19,7 +18,7 @@ from watcher.inputs import Job
 
 @pytest.mark.anyio
 async def test_every_job_succeeds_with_its_files_saved_and_verified(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """Twelve jobs: twelve SUCCEED lines, files on disk matching their sha256, no .part left."""
     jobs = make_jobs(12)
@@ -45,7 +44,9 @@ async def test_every_job_succeeds_with_its_files_saved_and_verified(
 
 
 @pytest.mark.anyio
-async def test_failed_and_unknown_jobs_get_their_codes(sim_factory: Any, tmp_path: Path) -> None:
+async def test_failed_and_unknown_jobs_get_their_codes(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
     """Jobs the simulator fails are FAILED with its code; an unknown id is ERROR MSS.000000003."""
     jobs = make_jobs(3)
     sim = sim_factory(jobs, fail_percent=100)
@@ -61,7 +62,7 @@ async def test_failed_and_unknown_jobs_get_their_codes(sim_factory: Any, tmp_pat
 
 @pytest.mark.anyio
 async def test_duplicates_watched_once_and_bad_lines_recorded(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """A repeated id yields one line; a bad input line yields an INVALID line naming it."""
     jobs = make_jobs(2)
@@ -77,7 +78,7 @@ async def test_duplicates_watched_once_and_bad_lines_recorded(
 
 @pytest.mark.anyio
 async def test_bad_signature_stops_the_run_and_writes_nothing(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     """A refused signature raises AuthError at once; no job is written as failed; SK not in it."""
     jobs = make_jobs(5)
@@ -92,7 +93,7 @@ async def test_bad_signature_stops_the_run_and_writes_nothing(
 
 
 @pytest.mark.anyio
-async def test_token_auth(sim_factory: Any, tmp_path: Path) -> None:
+async def test_token_auth(sim_factory: SimFactory, tmp_path: Path) -> None:
     """With an IAM token the jobs are watched as with AK/SK."""
     jobs = make_jobs(2)
     sim = sim_factory(jobs, credentials=Token("iam-token-value"))
@@ -101,7 +102,7 @@ async def test_token_auth(sim_factory: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_storage_never_sees_api_credentials(sim_factory: Any, tmp_path: Path) -> None:
+async def test_storage_never_sees_api_credentials(sim_factory: SimFactory, tmp_path: Path) -> None:
     """The object-storage route records its request headers: none is an API credential."""
     jobs = make_jobs(3)
     sim = sim_factory(jobs)
@@ -114,7 +115,7 @@ async def test_storage_never_sees_api_credentials(sim_factory: Any, tmp_path: Pa
 
 
 @pytest.mark.anyio
-async def test_job_timeout(sim_factory: Any, tmp_path: Path) -> None:
+async def test_job_timeout(sim_factory: SimFactory, tmp_path: Path) -> None:
     """Jobs that never finish in time get TIMEOUT lines with their last state."""
     jobs = make_jobs(2)
     sim = sim_factory(jobs, time_scale=100.0)  # hours per job
@@ -123,22 +124,13 @@ async def test_job_timeout(sim_factory: Any, tmp_path: Path) -> None:
     lines = read_manifest(tmp_path)
     assert [r["status"] for r in lines] == ["TIMEOUT", "TIMEOUT"]
     assert {r["state"] for r in lines} <= {"WAITING", "PROCESSING"}
-    assert all(0.25 <= r["elapsed_s"] < 3 for r in lines)  # first poll: just after admission
+    # when exactly (at the deadline, not the next poll): test_engine, on a fake clock
 
 
 @pytest.mark.anyio
-async def test_cadence_is_never_exceeded(sim_factory: Any, tmp_path: Path) -> None:
-    """With a 0.1 s cadence no job is asked more than once per 0.1 s of its life."""
-    jobs = make_jobs(4)
-    sim = sim_factory(jobs, time_scale=0.05)
-    await run_jobs(run_config(sim.url, tmp_path, replace(FAST, cadence=0.1)), *jobs)
-    for r in read_manifest(tmp_path):
-        assert r["polls"] >= 2
-        assert r["polls"] <= r["elapsed_s"] / 0.1 + 1
-
-
-@pytest.mark.anyio
-async def test_shared_rate_keeps_under_the_gateway_limit(sim_factory: Any, tmp_path: Path) -> None:
+async def test_shared_rate_keeps_under_the_gateway_limit(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
     """Twenty eager jobs polled singly at --rate 40 against a 50/s gateway are never throttled."""
     jobs = make_jobs(20)
     sim = sim_factory(jobs, time_scale=0.02, rate_limit=50)
@@ -151,7 +143,9 @@ async def test_shared_rate_keeps_under_the_gateway_limit(sim_factory: Any, tmp_p
 
 
 @pytest.mark.anyio
-async def test_throttling_slows_down_and_loses_nothing(sim_factory: Any, tmp_path: Path) -> None:
+async def test_throttling_slows_down_and_loses_nothing(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
     """Against a 20/s gateway with --rate 500, 429s happen, everyone pauses, all jobs finish."""
     jobs = make_jobs(10)
     sim = sim_factory(jobs, time_scale=0.01, rate_limit=20)

@@ -106,14 +106,23 @@ class _Tracker:
 
     WINDOW = 10.0  # seconds the request rate and cadence are averaged over
 
-    def __init__(self, poller: Poller, gate: ApiGate, download: JobDownload, tally: Tally) -> None:
+    def __init__(
+        self,
+        poller: Poller,
+        gate: ApiGate,
+        download: JobDownload,
+        tally: Tally,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._poller, self._gate, self._download, self._tally = poller, gate, download, tally
-        self._started = time.monotonic()
+        self._clock = clock
+        self._started = clock()
         # (time, requests, gaps, gap total) of recent snapshots, oldest first
         self._recent: deque[tuple[float, int, int, float]] = deque([(self._started, 0, 0, 0.0)])
 
     def snapshot(self, input_done: bool) -> Snapshot:
-        stats, now = self._poller.stats, time.monotonic()
+        stats, now = self._poller.stats, self._clock()
         requests = stats.requests + stats.list_requests
         while len(self._recent) > 1 and now - self._recent[1][0] >= self.WINDOW:
             self._recent.popleft()
