@@ -90,6 +90,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"real seconds a 'slow' fault delays an answer (default {DEFAULT_SLOW_SECONDS:g})",
     )
     add("--preload", metavar="FILE", help="job ids to know from the start (watcher input format)")
+    add(
+        "--random-order",
+        action="store_true",
+        help="synthesise preloaded jobs in a random order (from --seed), not creation order",
+    )
     add("--ak", help="accept this access key (with --sk) instead of the environment's")
     add("--sk", help="the secret key for --ak")
     add("--project-id", help="accept this project id")
@@ -198,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
             fail_percent=args.fail_percent,
             rate_limit=args.rate_limit,
             faults=faults,
+            random_order=args.random_order,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

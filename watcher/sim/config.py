@@ -34,6 +34,9 @@ class SimConfig:
     - `max_skew`: seconds `X-Sdk-Date` may differ from the wall clock.
     - `rate_limit`: requests per second allowed per API, or None for no limit.
     - `faults`: how often to answer badly on purpose (see `watcher.sim.faults`); none by default.
+    - `random_order`: preloaded jobs are synthesised in a random order (from `seed`), not in
+      creation order, as a service that ignores creation order would (jobs created later queue
+      after them as usual).
 
     Raises ValueError when a value is out of range.
     """
@@ -48,6 +51,7 @@ class SimConfig:
     max_skew: float = 900.0
     rate_limit: float | None = None
     faults: FaultPlan = NO_FAULTS
+    random_order: bool = False
 
     def __post_init__(self) -> None:
         problems = []
