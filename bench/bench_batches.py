@@ -27,6 +27,7 @@ import argparse
 import json
 import subprocess
 import tarfile
+import tempfile
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -62,9 +63,11 @@ def scenarios(size: Size, work: Path) -> tuple[Scenario, Scenario]:
     return queued, shuffled
 
 
-def baseline_env(ref: str, work: Path) -> dict[str, str]:
-    """The environment that runs the watcher of git `ref` (its `watcher/` exported here)."""
-    src = fresh_dir(work / "baseline")
+def baseline_src(ref: str, work: Path) -> Path:
+    """A folder in `work` holding the `watcher/` of git `ref`: run from there (`python -m`
+    puts the current folder first on sys.path), with it on PYTHONPATH, the watcher is that
+    version."""
+    src = fresh_dir(work / f"baseline-{ref}")
     archive = src / "src.tar"
     subprocess.run(
         ["git", "-C", str(ROOT), "archive", "--format=tar", "-o", str(archive), ref, "watcher"],
@@ -72,7 +75,7 @@ def baseline_env(ref: str, work: Path) -> dict[str, str]:
     )
     with tarfile.open(archive) as tar:
         tar.extractall(src, filter="data")
-    return child_env(PYTHONPATH=str(src))
+    return src
 
 
 def _row(tag: str, r: ModeResult) -> list[str]:
@@ -145,15 +148,16 @@ def run(quick: bool = False, baseline: str | None = None, ab: bool = False) -> s
     work = fresh_dir(OUT / "batches")
     queued, shuffled = scenarios(size, work)
     cap = 3 * size.span_s + 120
-    env = baseline_env(baseline, work) if baseline else None
+    # outside bench/, where mypy and ruff would take it for ours
+    src = baseline_src(baseline, Path(tempfile.mkdtemp(prefix="bench-"))) if baseline else None
     results: dict[str, ModeResult] = {}
     errors: list[BaseException] = []
     jobs: list[tuple[str, Callable[[], ModeResult]]] = []
     for scenario in (queued, shuffled):
         jobs.append((f"{scenario.name}-auto", partial(_one, scenario, work, cap)))
-        if env is not None:
+        if src is not None:
             jobs.append(
-                (f"{scenario.name}-auto@{baseline}", partial(_one, scenario, work, cap, env))
+                (f"{scenario.name}-auto@{baseline}", partial(_one, scenario, work, cap, src))
             )
 
     def worker(tag: str, call: Callable[[], ModeResult]) -> None:
@@ -188,11 +192,15 @@ def run(quick: bool = False, baseline: str | None = None, ab: bool = False) -> s
     return report(label, {tag: results[tag] for tag in order}, size)
 
 
-def _one(
-    scenario: Scenario, work: Path, cap: float, env: dict[str, str] | None = None
-) -> ModeResult:
-    variant = "" if env is None else "-baseline"
-    result = bench_rate.run_mode(scenario, "auto", work, cap, variant=variant, env=env)
+def _one(scenario: Scenario, work: Path, cap: float, src: Path | None = None) -> ModeResult:
+    """One `watcher run` (auto) of `scenario`: this checkout's, or the one in `src`."""
+    if src is None:
+        result = bench_rate.run_mode(scenario, "auto", work, cap)
+    else:
+        env = child_env(PYTHONPATH=str(src))
+        result = bench_rate.run_mode(
+            scenario, "auto", work, cap, variant="-baseline", env=env, cwd=src
+        )
     result.model = model_list(*result.model_in)
     return result
 

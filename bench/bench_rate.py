@@ -231,9 +231,10 @@ def run_mode(
     *,
     variant: str = "",
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> ModeResult:
     """One simulator + one `watcher run --poll MODE`, measured; see the module docstring.
-    `variant` tells apart runs of the same scenario and mode; `env`: the watcher's own."""
+    `variant` tells apart runs of the same scenario and mode; `env`, `cwd`: the watcher's."""
     jobs = scenario.jobs
     result = ModeResult(mode, len(jobs))
     tag = f"{scenario.name}-{mode}{variant}"
@@ -254,7 +255,9 @@ def run_mode(
     ):
         times: dict[str, list[float]] = json.loads(dump.read_text())
         started = time.time()
-        proc = spawn(watcher_cmd(sim.url, out, *args, str(scenario.jobs_file)), stderr=err, env=env)
+        proc = spawn(
+            watcher_cmd(sim.url, out, *args, str(scenario.jobs_file)), stderr=err, env=env, cwd=cwd
+        )
         try:
             result.capped = not wait_exit(proc, cap_s)
             result.wall_s = time.time() - started

@@ -38,14 +38,18 @@ only), each sweep reads only the pages that are due:
   many as are PROCESSING, at least a page's worth: the front of the queue, about to start) is
   *hot*: due every cadence;
 - any other page is due again after twice as long as it has been seen unchanged (a state
-  change there resets that to one cadence), at most `max_gap` minus a cadence: so pages where
-  states change are read at the cadence, quiet ones down to the floor, and every pending job
-  is read at least every `max_gap` seconds (a page at that floor is always read);
+  change there resets that to one cadence), at most `max_gap` minus a cadence, but only once
+  its quiet means something: at the rate states change across the window (per page, over the
+  last `max_gap` seconds, `ChangeRate`), it would have seen SIGNIFICANT changes by now. Before
+  that (and while nothing changes anywhere) it is due every cadence. So pages where states
+  change are read at the cadence, quiet ones down to the floor, and every pending job is read
+  at least every `max_gap` seconds (a page at that floor goes first after the front);
 - a sweep reads at most a cadence's worth of pages at the rate (`rate x headroom x cadence`):
-  the floor first, then hot pages while they take at most half of that, then the most overdue
-  (age over interval). When changes are spread over the whole window (jobs of mixed priority,
-  a service that does not work in creation order), every page is hot or keeps changing, the
-  reservation lapses and the most overdue page goes first: today's uniform sweep, round robin;
+  hot pages first while they take at most half of that, then the floor (the longest unread
+  first), then the most overdue (age over interval). When changes are spread over the whole
+  window (jobs of mixed priority, a service that does not work in creation order), every page
+  is hot or keeps changing, the reservation lapses and the most overdue page goes first: the
+  uniform sweep of before, round robin;
 - a due page with only one pending job of ours is read with one single GET of that job
   instead (the other API's budget, and it brings a SUCCEED job's links along).
 """
@@ -55,6 +59,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -75,6 +80,37 @@ MAX_PAGES = 2000
 MAX_DEFERRALS = 100  # pauses (429s, refusals, an outage) one page may wait out in one sweep
 FAILED_SWEEPS = 2  # sweeps in a row cut short by transient faults before the list is given up
 SLACK = 1.0  # seconds: creation times come in whole seconds
+SIGNIFICANT = 20.0  # changes a page would have seen at the window's rate before its quiet counts
+
+
+class ChangeRate:
+    """How often job states change in the window: changes seen per page and second, over the
+    last `span` seconds (the pages of the window given by the caller)."""
+
+    __slots__ = ("_first", "_seen", "_span")
+
+    def __init__(self, span: float) -> None:
+        self._span = span
+        self._seen: deque[tuple[float, int]] = deque()
+        self._first: float | None = None
+
+    def add(self, at: float, changes: int) -> None:
+        """`changes` state changes seen by a reading at `at`."""
+        if self._first is None:
+            self._first = at
+        if changes:
+            self._seen.append((at, changes))
+
+    def per_page(self, now: float, pages: int) -> float:
+        """Changes per page and second lately (0 before any reading)."""
+        while self._seen and self._seen[0][0] < now - self._span:
+            self._seen.popleft()
+        if self._first is None or pages <= 0:
+            return 0.0
+        span = min(self._span, now - self._first)
+        if span <= 0:
+            return 0.0
+        return sum(n for _, n in self._seen) / (span * pages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +140,21 @@ class Plan:
     singles: tuple[str, ...]
 
 
-def plan(seats: Iterable[Seat], now: float, *, cadence: float, max_gap: float, budget: int) -> Plan:
+def plan(
+    seats: Iterable[Seat],
+    now: float,
+    *,
+    cadence: float,
+    max_gap: float,
+    budget: int,
+    change_rate: float,
+) -> Plan:
     """Which pages to read at `now`: the module docstring's rules, as a pure function.
+    `change_rate`: changes per page and second across the window lately (`ChangeRate`).
 
-    `budget`: pages one sweep may read (more only when the `max_gap` floor needs them).
+    `budget`: pages one sweep may read. The floor goes first after the front, so a page can
+    slip past `max_gap` only when more pages reach it at once than a sweep may read (more than
+    `budget x max_gap / cadence` pages in all: no sweeper at this rate could hold the floor).
     """
     by_page: dict[int, list[Seat]] = {}
     waiting: list[Seat] = []
@@ -134,19 +181,22 @@ def plan(seats: Iterable[Seat], now: float, *, cadence: float, max_gap: float, b
         else:
             changed = [m.quiet_since for m in members if m.quiet_since is not None]
             quiet = oldest - max(changed) if changed else 0.0
-            interval = min(cap, max(cadence, 2 * quiet))
+            meaningful = change_rate * quiet >= SIGNIFICANT
+            interval = min(cap, max(cadence, 2 * quiet)) if meaningful else cadence
         if age + cadence >= max_gap:
             must.append((age, page))
         elif age + cadence / 2 >= interval:
             (hot if is_hot else rest).append((age / interval, page))
-    by_urgency = sorted(must, reverse=True)
+    by_urgency: list[tuple[float, int]] = []
     if len(hot) <= budget // 2:  # the front fits in half a sweep: it goes every cadence
         by_urgency += sorted(hot, reverse=True)
         others = rest
     else:  # changes are everywhere: every page competes alike, a uniform sweep
         others = hot + rest
-    room = max(0, budget - len(by_urgency))
-    by_urgency += sorted(others, reverse=True)[:room]
+    # then the floor, the longest unread first, then the most overdue, within the budget
+    by_urgency += sorted(must, reverse=True)
+    by_urgency += sorted(others, reverse=True)
+    by_urgency = by_urgency[:budget]
     pages: list[int] = []
     singles: list[str] = []
     for _, page in by_urgency:
@@ -174,6 +224,7 @@ class Sweeper:
         self._quiet: dict[str, float] = {}  # job id -> when its page was last seen to change
         self._stale = True  # positions may have shifted: the next sweep reads every page
         self.budget = max(1, int(policy.rate * policy.headroom * policy.cadence))
+        self._rate = ChangeRate(policy.max_gap)
 
     def window(self) -> tuple[float | None, float | None]:
         """The creation-time range (epoch seconds) that covers every listable pending job."""
@@ -279,24 +330,23 @@ class Sweeper:
     async def _sweep(self) -> bool:
         poller = self._poller
         since, until = self.window()
-        listable = [w for w in poller.pending.values() if w.listable]
+        listable = [w for w in poller.pending.values() if w.listable and not w.final]
         if self._must_read_all(until, listable):
             return await self._sweep_all(since, until)
+        now = poller.clock()
+        seats = [
+            Seat(
+                w.job_id, self._positions[w.job_id], w.state, w.last_seen, self._quiet.get(w.job_id)
+            )
+            for w in listable
+        ]
         chosen = plan(
-            (
-                Seat(
-                    w.job_id,
-                    self._positions[w.job_id],
-                    w.state,
-                    w.last_seen,
-                    self._quiet.get(w.job_id),
-                )
-                for w in listable
-            ),
-            poller.clock(),
+            seats,
+            now,
             cadence=self._policy.cadence,
             max_gap=self._policy.max_gap,
             budget=self.budget,
+            change_rate=self._rate.per_page(now, len({seat.page for seat in seats})),
         )
         for job_id in chosen.singles:
             poller.poll_once(poller.pending[job_id])
@@ -350,7 +400,7 @@ class Sweeper:
         poller = self._poller
         at = poller.clock()
         seen: set[str] = set()
-        changed = False
+        changes = 0
         for index, listed in enumerate(page.jobs):
             w = poller.pending.get(listed.job_id)
             if w is None:
@@ -366,11 +416,12 @@ class Sweeper:
             if listed.status is None:  # its row cannot be read: ask the job itself
                 poller.poll_singly(w)
                 continue
-            changed |= w.state is not None and w.state != listed.status.state
+            changes += w.state is not None and w.state != listed.status.state
             await poller.observe(w, listed.status, at, listed=True)
         if expected is not None and not expected <= seen:
             self._stale = True
+        self._rate.add(at, changes)
         for job_id in seen:
-            if changed or job_id not in self._quiet:
+            if changes or job_id not in self._quiet:
                 self._quiet[job_id] = at
         return seen
