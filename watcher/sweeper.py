@@ -185,7 +185,7 @@ def plan(
             interval = min(cap, max(cadence, 2 * quiet)) if meaningful else cadence
         if age + cadence >= max_gap:
             must.append((age, page))
-        elif age + cadence / 2 >= interval:
+        elif age + cadence > interval:  # left for the next sweep, it would be late
             (hot if is_hot else rest).append((age / interval, page))
     by_urgency: list[tuple[float, int]] = []
     if len(hot) <= budget // 2:  # the front fits in half a sweep: it goes every cadence
