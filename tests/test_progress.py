@@ -157,3 +157,14 @@ def test_a_status_line_needs_a_terminal_that_moves_its_cursor(
     assert on_terminal(_Stream(tty=True)) and not on_terminal(_Stream(tty=False))
     monkeypatch.setenv("TERM", "dumb")
     assert not on_terminal(_Stream(tty=True))
+
+
+def test_processing_cadence_and_max_gap_are_shown_when_known_and_fit_80_columns() -> None:
+    """`proc` and `max gap` appear when set (still within 79 columns, throttling and ETA too)
+    and not when they are None."""
+    gaps = replace(BUSY, processing_cadence_s=3.04, max_gap_s=57.2)
+    assert "proc 3.0 s, max gap 57 s," in line(gaps)
+    shown = lines(gaps, 79)
+    assert all(len(text) <= 79 for text in shown)
+    assert "max gap 57 s" in " ".join(shown) and f"{BUSY.throttled:,} throttled" in " ".join(shown)
+    assert "gap" not in line(BUSY) and "proc " not in line(BUSY)
