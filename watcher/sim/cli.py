@@ -91,6 +91,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--preload", metavar="FILE", help="job ids to know from the start (watcher input format)")
     add(
+        "--storage-latency",
+        type=number(float, 0, 60, low_open=False),
+        default=0.0,
+        help="seconds before the first byte of every storage answer (default 0)",
+    )
+    add(
+        "--storage-bandwidth",
+        type=positive(float, 1e12),
+        default=None,
+        help="bytes a second each storage download is sent at, at most (default: no cap)",
+    )
+    add(
         "--random-order",
         action="store_true",
         help="synthesise preloaded jobs in a random order (from --seed), not creation order",
@@ -204,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
             rate_limit=args.rate_limit,
             faults=faults,
             random_order=args.random_order,
+            storage_latency=args.storage_latency,
+            storage_bandwidth=args.storage_bandwidth,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

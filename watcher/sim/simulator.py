@@ -114,6 +114,8 @@ class Simulator:
             resolve=self.resolve,
             stats=self.stats,
             faults=self.faults,
+            latency=config.storage_latency,
+            bandwidth=config.storage_bandwidth,
         )
         self.gateway = Gateway(config, clock=clock, wall=wall, stats=self.stats, faults=self.faults)
 
