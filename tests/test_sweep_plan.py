@@ -209,7 +209,7 @@ async def test_sweeps_of_a_queue_in_creation_order_read_far_fewer_pages_than_uni
 ) -> None:
     """1,600 jobs (16 pages) queued on 20 slots, sweeps every 0.05 s: the sweeps read less than
     half the pages a uniform sweep reads (every page from the newest to the oldest pending
-    job's, every sweep); every job SUCCEEDs."""
+    job's, every sweep), only the first reads every page; every job SUCCEEDs."""
     read = uniform = full = 0
     page, sweep, sweep_all = ApiGate.page, Sweeper.sweep, Sweeper._sweep_all
 
@@ -242,3 +242,4 @@ async def test_sweeps_of_a_queue_in_creation_order_read_far_fewer_pages_than_uni
     lines = read_manifest(tmp_path)
     assert len(lines) == 1600 and {r["status"] for r in lines} == {"SUCCEED"}
     assert read < 0.5 * uniform, (read, uniform, full)
+    assert full == 1, full  # the open window of the first sweep was bounded, not read again

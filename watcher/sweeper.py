@@ -370,12 +370,15 @@ class Sweeper:
         self._positions = {}
         self._quiet = {j: t for j, t in self._quiet.items() if j in poller.pending}
         seen: set[str] = set()
+        newer: list[float | None] = []  # every row's creation time, for an open-ended window
         offset = 0
         while True:
             page = await self._page(offset, since, until)
             if page is None:
                 return False
             seen |= await self._take(page, offset, None)
+            if until is None:
+                newer += [listed.create_time for listed in page.jobs]
             offset += PAGE
             if not page.jobs or offset >= page.count:
                 break
@@ -384,6 +387,8 @@ class Sweeper:
                 break
         self._failed_sweeps = 0
         self._until, self._stale = until, False
+        if until is None:
+            self._bound(newer)
         for w in list(poller.pending.values()):
             if w.listable and w.job_id not in seen and w.admitted < began:
                 w.sweeps_missed += 1
@@ -391,6 +396,20 @@ class Sweeper:
                     log.debug("not in the list; polling it singly", job_id=w.job_id)
                     poller.poll_singly(w)
         return True
+
+    def _bound(self, rows: list[float | None]) -> None:
+        """After a sweep of an open-ended window (`rows`: every row's creation time, newest
+        first): hold the window's newest end at the latest pending job's now that creation
+        times are known, counting positions from there (the rows created after it came first),
+        so the next sweep need not read every page again. A row of unknown creation time
+        leaves the window open (the next sweep reads every page). If the count is off, a job
+        will not be where its page had it, and that sweep marks the positions stale."""
+        until = self.window()[1]
+        if until is None or any(t is None for t in rows):
+            return
+        ahead = sum(1 for t in rows if t is not None and t > until)
+        self._positions = {j: p - ahead for j, p in self._positions.items() if p >= ahead}
+        self._until = until
 
     async def _take(self, page: JobPage, offset: int, expected: set[str] | None) -> set[str]:
         """Hand the pending jobs of `page` (read at `offset`) to the poller and note where they
