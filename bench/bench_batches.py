@@ -1,4 +1,4 @@
-"""Benchmark 6 (issue 12): big nightly batches, and what adaptive sweeps spend on them.
+"""Benchmark 7 (issue 12): big nightly batches, and what adaptive sweeps spend on them.
 
 What it measures: scenario C, 20,000 jobs (2,000 with `--quick`) preloaded into a simulator
 that synthesises them in creation order on as many slots as drain the batch in about 600 s
@@ -99,7 +99,7 @@ def report(label: str, results: dict[str, ModeResult], size: Size) -> str:
     """The table, the targets and the watcher's own figures."""
     rows = [_row(tag, r) for tag, r in results.items()]
     text = table(
-        f"Benchmark 6 - big batches, {size.jobs:,} jobs, limit {RATE:g} req/s per API: measured,"
+        f"Benchmark 7 - big batches, {size.jobs:,} jobs, limit {RATE:g} req/s per API: measured,"
         " and the ideal blind (uniform) poller on the same end times",
         [
             "run",
