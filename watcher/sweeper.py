@@ -363,7 +363,11 @@ class Sweeper:
         return True
 
     async def _sweep_all(self, since: float | None, until: float | None) -> bool:
-        """Every page of the window, learning where each pending job is."""
+        """Every page of the window, learning where each pending job is: the newest page first
+        (for the count), then the oldest first (the front of the queue is there), and, once a
+        cadence, the pages already read that hold PROCESSING jobs again, while they take at
+        most half a sweep's budget (so a first sweep of 200 pages does not leave the front
+        unread for 22 s)."""
         poller = self._poller
         began = poller.clock()
         self._stale = True  # until this sweep is complete
@@ -371,20 +375,25 @@ class Sweeper:
         self._quiet = {j: t for j, t in self._quiet.items() if j in poller.pending}
         seen: set[str] = set()
         newer: list[float | None] = []  # every row's creation time, for an open-ended window
-        offset = 0
-        while True:
-            page = await self._page(offset, since, until)
+        page = await self._page(0, since, until)
+        if page is None:
+            return False
+        seen |= await self._take(page, 0, None)
+        newer += [listed.create_time for listed in page.jobs]
+        pages = min(MAX_PAGES, math.ceil(page.count / PAGE)) if page.jobs else 0
+        if page.count > MAX_PAGES * PAGE:  # a count no list of ours can have: stop somewhere
+            log.info("list sweep stopped after the page limit", pages=MAX_PAGES)
+        refreshed = poller.clock()
+        for number in range(pages - 1, 0, -1):
+            page = await self._page(number * PAGE, since, until)
             if page is None:
                 return False
-            seen |= await self._take(page, offset, None)
-            if until is None:
-                newer += [listed.create_time for listed in page.jobs]
-            offset += PAGE
-            if not page.jobs or offset >= page.count:
-                break
-            if offset >= MAX_PAGES * PAGE:  # a count no list of ours can have: stop somewhere
-                log.info("list sweep stopped after the page limit", pages=MAX_PAGES)
-                break
+            seen |= await self._take(page, number * PAGE, None)
+            newer += [listed.create_time for listed in page.jobs]
+            if poller.clock() - refreshed >= self._policy.cadence:
+                refreshed = poller.clock()
+                if not await self._refresh_processing(since, until):
+                    return False
         self._failed_sweeps = 0
         self._until, self._stale = until, False
         if until is None:
@@ -395,6 +404,26 @@ class Sweeper:
                 if w.sweeps_missed >= MISSES_BEFORE_SINGLE:
                     log.debug("not in the list; polling it singly", job_id=w.job_id)
                     poller.poll_singly(w)
+        return True
+
+    async def _refresh_processing(self, since: float | None, until: float | None) -> bool:
+        """Read again the pages placed so far that hold PROCESSING jobs, if they are few
+        (at most half a sweep's budget); False when a page could not be had."""
+        pending = self._poller.pending
+        hot = sorted(
+            {
+                position // PAGE
+                for job_id, position in self._positions.items()
+                if (w := pending.get(job_id)) is not None and w.state == "PROCESSING"
+            }
+        )
+        if len(hot) > self.budget // 2:
+            return True
+        for number in hot:
+            page = await self._page(number * PAGE, since, until)
+            if page is None:
+                return False
+            await self._take(page, number * PAGE, None)
         return True
 
     def _bound(self, rows: list[float | None]) -> None:
