@@ -11,13 +11,19 @@ import itertools
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
 from helpers import FAST, FAST_DOWNLOADS, make_jobs, read_manifest, run_config, run_jobs
 
-from watcher.gate import ApiGate
+from watcher.api import JobPage, JobStatus, ListedJob
+from watcher.download import Finished
+from watcher.gate import ApiCounts, ApiGate
+from watcher.inputs import Job
+from watcher.manifest import JobResult
+from watcher.poller import Poller
+from watcher.schedule import Watched
 from watcher.sweeper import PAGE, ChangeRate, Plan, Seat, Sweeper, plan
 
 CADENCE = 3.0
@@ -244,3 +250,48 @@ async def test_sweeps_of_a_queue_in_creation_order_read_far_fewer_pages_than_uni
     assert len(lines) == 1600 and {r["status"] for r in lines} == {"SUCCEED"}
     assert read < 0.7 * uniform, (read, uniform, full)
     assert full == 1, full  # the open window of the first sweep was bounded, not read again
+
+
+class PagedGate:
+    """A list call over `states` (index 0 the newest job) on a fake clock: each page takes
+    `page_s` seconds; records the offsets asked."""
+
+    def __init__(self, states: list[str], now: list[float], page_s: float) -> None:
+        self.counts = ApiCounts()
+        self.states, self.now, self.page_s = states, now, page_s
+        self.offsets: list[int] = []
+        self.list_usable = True
+
+    async def page(
+        self, *, offset: int, limit: int, since: float | None, until: float | None
+    ) -> JobPage:
+        self.offsets.append(offset)
+        self.now[0] += self.page_s
+        rows = range(offset, min(offset + limit, len(self.states)))
+        jobs = tuple(ListedJob(f"j{i}", 1000.0, JobStatus(self.states[i])) for i in rows)
+        return JobPage(len(self.states), jobs)
+
+
+@pytest.mark.anyio
+async def test_the_first_sweep_reads_the_front_first_and_again_each_cadence() -> None:
+    """A first sweep of 50 pages at 0.5 s a page (25 s): it starts at the oldest page (the
+    front, PROCESSING) after the newest (for the count), and reads it again every cadence."""
+    now = [0.0]
+    states = ["WAITING"] * (50 * PAGE)
+    states[-PAGE:] = ["PROCESSING"] * PAGE  # the oldest page
+    gate = PagedGate(states, now, 0.5)
+    policy = replace(FAST, cadence=CADENCE, rate=10.0, strategy="list")
+    downloads, downloaded = anyio.create_memory_object_stream[Finished](10)
+    results, written = anyio.create_memory_object_stream[JobResult](10)
+    with downloads, downloaded, results, written:
+        poller = Poller(cast(ApiGate, gate), policy, downloads, results, clock=lambda: now[0])
+        for i in range(len(states)):
+            poller.pending[f"j{i}"] = Watched(Job(f"j{i}", {}), admitted=-1.0)
+        sweeper = Sweeper(cast(ApiGate, gate), poller, policy)
+        with anyio.fail_after(10):
+            assert await sweeper.sweep()
+    front = 49 * PAGE
+    assert gate.offsets[:2] == [0, front]
+    reads = [i for i, offset in enumerate(gate.offsets) if offset == front]
+    assert len(reads) >= 25 * 0.5 / CADENCE  # every cadence (6 pages) over the 25 s sweep
+    assert max(b - a for a, b in itertools.pairwise(reads)) <= CADENCE / 0.5 + 1
