@@ -142,7 +142,9 @@ def report(label: str, results: dict[str, ModeResult], size: Size) -> str:
     return text + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
-def run(quick: bool = False, baseline: str | None = None, ab: bool = False) -> str:
+def run(
+    quick: bool = False, baseline: str | None = None, ab: bool = False, only: str = "CD"
+) -> str:
     """Run benchmark 6 and return its report (Markdown)."""
     size = QUICK if quick else FULL
     work = fresh_dir(OUT / "batches")
@@ -153,7 +155,7 @@ def run(quick: bool = False, baseline: str | None = None, ab: bool = False) -> s
     results: dict[str, ModeResult] = {}
     errors: list[BaseException] = []
     jobs: list[tuple[str, Callable[[], ModeResult]]] = []
-    for scenario in (queued, shuffled):
+    for scenario in (s for s in (queued, shuffled) if s.name in only):
         jobs.append((f"{scenario.name}-auto", partial(_one, scenario, work, cap)))
         if src is not None:
             jobs.append(
@@ -211,8 +213,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 jobs over ~60 s")
     parser.add_argument("--baseline", metavar="REF", help="also run the watcher of git REF")
     parser.add_argument("--ab", action="store_true", help="also run bench_rate's A and B")
+    parser.add_argument("--only", default="CD", help="the scenarios to run: C, D or CD")
     args = parser.parse_args()
-    print(run(args.quick, args.baseline, args.ab), flush=True)
+    print(run(args.quick, args.baseline, args.ab, args.only), flush=True)
     return 0
 
 

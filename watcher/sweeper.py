@@ -407,16 +407,19 @@ class Sweeper:
         return True
 
     async def _refresh_processing(self, since: float | None, until: float | None) -> bool:
-        """Read again the pages placed so far that hold PROCESSING jobs, if they are few
-        (at most half a sweep's budget); False when a page could not be had."""
+        """Read again the pages placed so far that hold PROCESSING jobs or the front of the
+        queue (as many of the oldest WAITING jobs as are PROCESSING, at least a page's worth),
+        if they are few (at most half a sweep's budget); False when a page could not be had."""
         pending = self._poller.pending
-        hot = sorted(
-            {
-                position // PAGE
-                for job_id, position in self._positions.items()
-                if (w := pending.get(job_id)) is not None and w.state == "PROCESSING"
-            }
-        )
+        placed = [
+            (position, w)
+            for job_id, position in self._positions.items()
+            if (w := pending.get(job_id)) is not None and not w.final
+        ]
+        busy = [p for p, w in placed if w.state == "PROCESSING"]
+        waiting = sorted((p for p, w in placed if w.state == "WAITING"), reverse=True)
+        front = waiting[: max(PAGE, len(busy))]
+        hot = sorted({p // PAGE for p in busy + front})
         if len(hot) > self.budget // 2:
             return True
         for number in hot:
