@@ -129,7 +129,8 @@ def watcher_pass(
     sim: Sim, jobs_file: Path, out: Path, logfile: Path, workers: int = PARALLEL
 ) -> Pass:
     """`watcher run` on the group; see the module docstring."""
-    args = ["--poll", "list", "--rate", "100", "--download-workers", str(workers), str(jobs_file)]
+    args = ["--poll", "list", "--rate", "100", "--download-workers", str(workers)]
+    args += ["--log-level", "debug", str(jobs_file)]  # "job succeeded on the API" is debug
     with logfile.open("wb") as err:
         spawned = time.time()
         sim0 = cpu_seconds(sim.proc.pid)
@@ -150,7 +151,7 @@ def watcher_pass(
             ended = reap(proc, 30.0, sig=None if finished else signal.SIGINT)
     first = None
     for raw in logfile.read_text(errors="replace").splitlines():
-        if raw.startswith("{") and '"job succeeded"' in raw:
+        if raw.startswith("{") and '"job succeeded' in raw:
             stamp = json.loads(raw)["timestamp"]
             first = datetime.fromisoformat(stamp).timestamp()
             break
