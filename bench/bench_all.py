@@ -4,8 +4,9 @@
 
 NAME is one of rate (1: single / list / auto under a 10 requests/s limit), overhead (2: CPU per poll
 and RSS against the official SDK), scale (3: 1,000 to 100,000 ids on stdin), download (4: MB/s
-against curl --parallel), resume (5: the rerun check of 100,000 finished jobs) and shards (6: N
-shards against one process under one limit); each is also
+against curl --parallel), resume (5: the rerun check of 100,000 finished jobs), shards (6: N
+shards against one process under one limit) and batches (7: 20,000 queued jobs, in creation and
+in random order, beside the ideal uniform poller; not in the default run, ~11 minutes); each is also
 runnable on its own (`bench/bench_NAME.py`), and each module's docstring says what it measures and
 how. `--quick` runs small sizes (a smoke test of a few minutes). The tables are printed to stdout as
 they complete (progress goes to stderr) and saved, with the command line, the commit and the
@@ -21,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
+import bench_batches
 import bench_download
 import bench_overhead
 import bench_rate
@@ -29,7 +31,8 @@ import bench_scale
 import bench_shards
 from common import OUT, ROOT, log, machine_note
 
-NAMES = ("rate", "overhead", "scale", "download", "resume", "shards")
+NAMES = ("rate", "overhead", "scale", "download", "resume", "shards", "batches")
+DEFAULT = NAMES[:-1]  # batches only when asked for
 
 
 def commit() -> str:
@@ -69,7 +72,7 @@ def main() -> int:
         help="benchmark 1: stop the single-GET run after S s (0: never; default 600, quick: none)",
     )
     args = parser.parse_args()
-    chosen = args.only or list(NAMES)
+    chosen = args.only or list(DEFAULT)
     runners: dict[str, Callable[[], str]] = {
         "rate": lambda: bench_rate.run(args.quick, args.single_cap),
         "overhead": lambda: bench_overhead.run(args.quick),
@@ -77,6 +80,7 @@ def main() -> int:
         "download": lambda: bench_download.run(args.quick),
         "resume": lambda: bench_resume.run(args.quick),
         "shards": lambda: bench_shards.run(args.quick),
+        "batches": lambda: bench_batches.run(args.quick),
     }
     OUT.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -27,6 +27,13 @@ takes that noise out and leaves the clients' own cost. The simulator serves both
 same 2-core machine, so both compete with it for the CPUs alike; its CPU share is shown. CPU
 shares cover the timed interval (the watcher's CPU is sampled from /proc every 20 ms to find its
 value at the first link; the end values come from `os.wait4`).
+
+Under a realistic link (issue 12): `--latency S` gives the simulator's storage a first-byte
+latency of S seconds (`watcher sim --storage-latency`) and `--bandwidth B` a cap of B bytes a
+second per connection; `--parallel 8,16,32` runs, for each concurrency N, the watcher with
+`--download-workers N`, `curl --parallel --parallel-max N` and `aria2c -j N` (1.36, `-i` a list
+of links, `--file-allocation=none`, one connection per file), once each, in that order. The
+table then has CPU ms per saved file as well.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import random
 import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -69,6 +76,7 @@ from watcher.auth import AkSk
 from watcher.config import ApiConfig
 
 CURL = "/usr/bin/curl"
+ARIA2C = "/usr/bin/aria2c"
 PARALLEL = 8
 SMALL_CHARS = 78  # 78 x 0.08 s x 32,000 B/s = 199,680 bytes of samples + 44 of header
 LARGE_CHARS = 7813  # 20,000,280 bytes of samples + 44
@@ -117,9 +125,12 @@ async def _links(url: str, job_ids: list[str]) -> dict[str, dict[str, str]]:
     return links
 
 
-def watcher_pass(sim: Sim, jobs_file: Path, out: Path, logfile: Path) -> Pass:
+def watcher_pass(
+    sim: Sim, jobs_file: Path, out: Path, logfile: Path, workers: int = PARALLEL
+) -> Pass:
     """`watcher run` on the group; see the module docstring."""
-    args = ["--poll", "list", "--rate", "100", str(jobs_file)]
+    args = ["--poll", "list", "--rate", "100", "--download-workers", str(workers)]
+    args += ["--log-level", "debug", str(jobs_file)]  # "job succeeded on the API" is debug
     with logfile.open("wb") as err:
         spawned = time.time()
         sim0 = cpu_seconds(sim.proc.pid)
@@ -140,7 +151,7 @@ def watcher_pass(sim: Sim, jobs_file: Path, out: Path, logfile: Path) -> Pass:
             ended = reap(proc, 30.0, sig=None if finished else signal.SIGINT)
     first = None
     for raw in logfile.read_text(errors="replace").splitlines():
-        if raw.startswith("{") and '"job succeeded"' in raw:
+        if raw.startswith("{") and '"job succeeded' in raw:
             stamp = json.loads(raw)["timestamp"]
             first = datetime.fromisoformat(stamp).timestamp()
             break
@@ -165,7 +176,9 @@ def watcher_pass(sim: Sim, jobs_file: Path, out: Path, logfile: Path) -> Pass:
     )
 
 
-def curl_pass(sim: Sim, links: dict[str, dict[str, str]], out: Path, work: Path) -> Pass:
+def curl_pass(
+    sim: Sim, links: dict[str, dict[str, str]], out: Path, work: Path, parallel: int = PARALLEL
+) -> Pass:
     """`curl --parallel` on the same files; see the module docstring."""
     config = work / "curl.cfg"
     entries = []
@@ -174,9 +187,31 @@ def curl_pass(sim: Sim, links: dict[str, dict[str, str]], out: Path, work: Path)
             name = URL(url).path.rsplit("/", 2)
             entries.append(f'url = "{url}"\noutput = "{out / f"{name[-2]}-{name[-1]}"}"\n')
     config.write_text("".join(entries))
-    cmd = [CURL, "--parallel", "--parallel-max", str(PARALLEL), "--fail", "--silent"]
+    cmd = [CURL, "--parallel", "--parallel-max", str(parallel), "--fail", "--silent"]
     cmd += ["--show-error", "--config", str(config)]
-    with (work / "curl.log").open("ab") as err:
+    return _tool_pass("curl", cmd, sim, out, work, len(entries))
+
+
+def aria2c_pass(
+    sim: Sim, links: dict[str, dict[str, str]], out: Path, work: Path, parallel: int = PARALLEL
+) -> Pass:
+    """`aria2c -j N` on the same files; see the module docstring."""
+    listing = work / "aria2c.txt"
+    entries = []
+    for job_links in links.values():
+        for url in job_links.values():
+            name = URL(url).path.rsplit("/", 2)
+            entries.append(f"{url}\n  dir={out}\n  out={name[-2]}-{name[-1]}\n")
+    listing.write_text("".join(entries))
+    cmd = [ARIA2C, "-i", str(listing), "-j", str(parallel), "--max-connection-per-server=1"]
+    cmd += ["--file-allocation=none", "--auto-file-renaming=false", "--allow-overwrite=true"]
+    cmd += ["--console-log-level=warn", "--summary-interval=0", "--quiet=true"]
+    return _tool_pass("aria2c", cmd, sim, out, work, len(entries))
+
+
+def _tool_pass(tool: str, cmd: list[str], sim: Sim, out: Path, work: Path, count: int) -> Pass:
+    """Run a download tool to its exit, timed from spawn; it must save `count` files."""
+    with (work / f"{tool}.log").open("ab") as err:
         spawned = time.time()
         sim0 = cpu_seconds(sim.proc.pid)
         proc = spawn(cmd, stderr=err)
@@ -184,16 +219,16 @@ def curl_pass(sim: Sim, links: dict[str, dict[str, str]], out: Path, work: Path)
         try:
             finished = wait_exit(proc, PASS_TIMEOUT_S)
             if not finished:
-                raise RuntimeError(f"curl did not finish within {PASS_TIMEOUT_S:g} s")
+                raise RuntimeError(f"{tool} did not finish within {PASS_TIMEOUT_S:g} s")
             ended_at = time.time()
             sim1 = cpu_seconds(sim.proc.pid)
         finally:
             ended = reap(proc, 30.0, sig=None if finished else signal.SIGINT)
     files = [p for p in out.iterdir() if p.is_file()]
-    if ended.code != 0 or len(files) != len(entries):
-        raise RuntimeError(f"curl exit {ended.code}, {len(files)} of {len(entries)} files")
+    if ended.code != 0 or len(files) != count:
+        raise RuntimeError(f"{tool} exit {ended.code}, {len(files)} of {count} files")
     return Pass(
-        tool="curl",
+        tool=tool,
         files=len(files),
         bytes=sum(p.stat().st_size for p in files),
         seconds=ended_at - spawned,
@@ -205,11 +240,21 @@ def curl_pass(sim: Sim, links: dict[str, dict[str, str]], out: Path, work: Path)
     )
 
 
-def run(quick: bool = False) -> str:
-    """Run benchmark 4 and return its table (Markdown)."""
+def run(
+    quick: bool = False,
+    latency: float = 0.0,
+    bandwidth: float | None = None,
+    parallel: tuple[int, ...] = (),
+) -> str:
+    """Run benchmark 4 and return its table (Markdown); `latency`, `bandwidth`, `parallel`: see
+    the module docstring (none: the original watcher-vs-curl passes at 8)."""
     groups = {"200 KB": (100 if quick else 2000, SMALL_CHARS)}
     groups["20 MB"] = (3 if quick else 50, LARGE_CHARS)
-    order = ["watcher", "curl"] if quick else ["watcher", "curl", "curl", "watcher"]
+    order: list[tuple[str, int]] = [("watcher", PARALLEL), ("curl", PARALLEL)]
+    if not quick:
+        order += [("curl", PARALLEL), ("watcher", PARALLEL)]
+    if parallel:
+        order = [(tool, n) for n in parallel for tool in ("watcher", "curl", "aria2c")]
     work = fresh_dir(OUT / "download")
     rng = random.Random(5)
     files: dict[str, Path] = {}
@@ -227,6 +272,9 @@ def run(quick: bool = False) -> str:
     )
     passes: dict[tuple[str, str], list[Pass]] = {}
     sim_args = ["--preload", str(preload), "--time-scale", "0", "--fail-percent", "0"]
+    sim_args += ["--storage-latency", str(latency)]
+    if bandwidth is not None:
+        sim_args += ["--storage-bandwidth", str(bandwidth)]
     dests = [("disk", work / "out")]
     if SHM.parent.is_dir() and shutil.disk_usage(SHM.parent).free > 3e9:
         dests.append(("tmpfs", SHM))
@@ -237,24 +285,37 @@ def run(quick: bool = False) -> str:
                     lines = jobs_file.read_text().splitlines()
                     links = anyio.run(_links, sim.url, [json.loads(x)["job_id"] for x in lines])
                     passes[group, dest] = []
-                    for i, tool in enumerate(order):
+                    for i, (tool, n) in enumerate(order):
                         fresh_dir(out)
                         os.sync()
                         if tool == "watcher":
                             slug = f"{group.replace(' ', '')}-{dest}-{i}"
-                            p = watcher_pass(sim, jobs_file, out, work / f"watcher-{slug}.log")
+                            logfile = work / f"watcher-{slug}.log"
+                            p = watcher_pass(sim, jobs_file, out, logfile, n)
+                        elif tool == "curl":
+                            p = curl_pass(sim, links, out, work, n)
                         else:
-                            p = curl_pass(sim, links, out, work)
+                            p = aria2c_pass(sim, links, out, work, n)
+                        p = replace(p, tool=f"{tool} x{n}")
                         passes[group, dest].append(p)
-                        log(f"download/{group}/{dest}/{tool}: {p.mb_s:.1f} MB/s ({p.files} files)")
+                        log(
+                            f"download/{group}/{dest}/{p.tool}: {p.mb_s:.1f} MB/s ({p.files} files)"
+                        )
                         shutil.rmtree(out, ignore_errors=True)
                         os.sync()
     finally:
         shutil.rmtree(SHM, ignore_errors=True)
-    return report(groups, passes)
+    link = f"storage first-byte latency {latency * 1000:g} ms" + (
+        "" if bandwidth is None else f", {bandwidth / 1e6:g} MB/s per connection"
+    )
+    return report(groups, passes, link)
 
 
-def report(groups: dict[str, tuple[int, int]], passes: dict[tuple[str, str], list[Pass]]) -> str:
+def report(
+    groups: dict[str, tuple[int, int]],
+    passes: dict[tuple[str, str], list[Pass]],
+    link: str = "loopback",
+) -> str:
     """The table and the verdicts."""
     rows = []
     verdicts = []
@@ -274,6 +335,7 @@ def report(groups: dict[str, tuple[int, int]], passes: dict[tuple[str, str], lis
                     fmt(p.first_link_s, 2),
                     fmt(100 * p.client_cpu_s / p.seconds, 0),
                     fmt(100 * p.sim_cpu_s / p.seconds, 0),
+                    fmt(1000 * p.client_cpu_s / p.files, 2),
                 ]
             )
         sizes = {p.bytes for p in done}
@@ -285,15 +347,22 @@ def report(groups: dict[str, tuple[int, int]], passes: dict[tuple[str, str], lis
             seconds = sum(float(getattr(p, timed)) for p in picked)
             return sum(p.bytes for p in picked) / 1e6 / seconds
 
-        ratio = pooled("watcher", "seconds") / pooled("curl", "seconds")
-        ratio_spawn = pooled("watcher", "seconds_from_spawn") / pooled("curl", "seconds")
-        verdicts.append(
-            f"{group} to {dest}: watcher {pooled('watcher', 'seconds'):.1f} MB/s vs curl"
-            f" {pooled('curl', 'seconds'):.1f} MB/s = {ratio:.2f}x (from spawn:"
-            f" {ratio_spawn:.2f}x); target >= 0.8x -> " + ("MET" if ratio >= 0.8 else "MISSED")
-        )
+        ns = sorted({int(p.tool.rsplit("x", 1)[1]) for p in done})
+        for n in ns:
+            ours = f"watcher x{n}"
+            for other in (f"curl x{n}", f"aria2c x{n}"):
+                if not any(p.tool == other for p in done):
+                    continue
+                ratio = pooled(ours, "seconds") / pooled(other, "seconds")
+                ratio_spawn = pooled(ours, "seconds_from_spawn") / pooled(other, "seconds")
+                verdicts.append(
+                    f"{group} to {dest}, {n} at a time: watcher {pooled(ours, 'seconds'):.1f}"
+                    f" MB/s vs {other} {pooled(other, 'seconds'):.1f} MB/s = {ratio:.2f}x"
+                    f" (from spawn: {ratio_spawn:.2f}x); target >= 1.0x -> "
+                    + ("MET" if ratio >= 1.0 else "MISSED")
+                )
     text = table(
-        "Benchmark 4 - downloads from the simulator's storage, 8 at a time",
+        f"Benchmark 4 - downloads from the simulator's storage ({link})",
         [
             "group",
             "written to",
@@ -306,6 +375,7 @@ def report(groups: dict[str, tuple[int, int]], passes: dict[tuple[str, str], lis
             "spawn to 1st link s",
             "client CPU %",
             "sim CPU %",
+            "client CPU ms/file",
         ],
         rows,
     )
@@ -316,8 +386,14 @@ def main() -> int:
     """`python bench/bench_download.py [--quick]`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="100 x 200 KB and 3 x 20 MB")
+    parser.add_argument("--latency", type=float, default=0.0, help="storage first-byte latency s")
+    parser.add_argument("--bandwidth", type=float, help="storage bytes/s per connection")
+    parser.add_argument(
+        "--parallel", default="", help="concurrencies to compare, e.g. 8,16,32 (adds aria2c)"
+    )
     args = parser.parse_args()
-    print(run(args.quick), flush=True)
+    parallel = tuple(int(n) for n in args.parallel.split(",") if n)
+    print(run(args.quick, args.latency, args.bandwidth, parallel), flush=True)
     return 0
 
 

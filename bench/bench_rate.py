@@ -121,6 +121,7 @@ class ModeResult:
     delays: list[float] = field(default_factory=list)
     last_end_s: float = 0.0
     summary_line: str = ""
+    achieved_line: str = ""
     model: Model | None = None
     ends: list[float] = field(default_factory=list)
     creates: list[float] = field(default_factory=list)
@@ -218,21 +219,32 @@ class Scenario:
     jobs: list[tuple[str, int]]
     slots: int
     jobs_file: Path
+    random_order: bool = False  # the simulator synthesises them in a random order
 
 
 def run_mode(
-    scenario: Scenario, mode: str, work: Path, cap_s: float, watcher_rate: float = RATE
+    scenario: Scenario,
+    mode: str,
+    work: Path,
+    cap_s: float,
+    watcher_rate: float = RATE,
+    *,
+    variant: str = "",
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> ModeResult:
-    """One simulator + one `watcher run --poll MODE`, measured; see the module docstring."""
+    """One simulator + one `watcher run --poll MODE`, measured; see the module docstring.
+    `variant` tells apart runs of the same scenario and mode; `env`, `cwd`: the watcher's."""
     jobs = scenario.jobs
     result = ModeResult(mode, len(jobs))
-    tag = f"{scenario.name}-{mode}"
+    tag = f"{scenario.name}-{mode}{variant}"
     dump = work / f"times-{tag}.json"
     out = fresh_dir(work / f"out-{tag}")
     sim_args = [
         *("--preload", str(scenario.jobs_file), "--dump", str(dump)),
         *("--time-scale", str(TIME_SCALE), "--slots", str(scenario.slots)),
         *("--fail-percent", str(FAIL_PERCENT), "--rate-limit", str(RATE)),
+        *(("--random-order",) if scenario.random_order else ()),
     ]
     runner = [PYTHON, str(ROOT / "bench" / "simproc.py")]
     watcher_log = work / f"watcher-{tag}.log"
@@ -243,7 +255,9 @@ def run_mode(
     ):
         times: dict[str, list[float]] = json.loads(dump.read_text())
         started = time.time()
-        proc = spawn(watcher_cmd(sim.url, out, *args, str(scenario.jobs_file)), stderr=err)
+        proc = spawn(
+            watcher_cmd(sim.url, out, *args, str(scenario.jobs_file)), stderr=err, env=env, cwd=cwd
+        )
         try:
             result.capped = not wait_exit(proc, cap_s)
             result.wall_s = time.time() - started
@@ -278,6 +292,8 @@ def run_mode(
     for raw in watcher_log.read_text(errors="replace").splitlines():
         if raw.startswith("API requests") or raw.startswith("watcher:"):
             result.summary_line = " ".join(raw.split())
+        if "polling achieved" in raw:
+            result.achieved_line = " ".join(raw.split())
     result.ends = [times[j][2] - started for j in ids]
     result.creates = [times[j][0] for j in ids]
     result.model = model_single(result.ends) if mode == "single" else model_list(*result.model_in)

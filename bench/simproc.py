@@ -45,6 +45,7 @@ def main() -> int:
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--fail-percent", type=int, default=10)
     parser.add_argument("--rate-limit", type=float, default=None)
+    parser.add_argument("--random-order", action="store_true")
     args = parser.parse_args()
     config = SimConfig(
         project_id=os.environ["HUAWEICLOUD_SDK_PROJECT_ID"],
@@ -53,6 +54,7 @@ def main() -> int:
         slots=args.slots,
         fail_percent=args.fail_percent,
         rate_limit=args.rate_limit,
+        random_order=args.random_order,
     )
     sim = Simulator(config)
     jobs = read_preload(args.preload, sys.stderr)

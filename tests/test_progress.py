@@ -182,6 +182,9 @@ class _Live:
     def pause_left(self) -> float | None:
         return None
 
+    def longest_unread(self) -> float | None:
+        return None
+
     def tracker(self, clock: FakeClock) -> _Tracker:
         """A tracker over these counters, on `clock`."""
         me = cast(Any, self)
@@ -220,3 +223,14 @@ def test_the_rates_of_the_first_seconds_are_over_the_time_so_far() -> None:
     snapshot = tracker.snapshot(input_done=False)
     assert snapshot.requests_per_s == pytest.approx(10.0)
     assert snapshot.cadence_s is None
+
+
+def test_processing_cadence_and_max_gap_are_shown_when_known_and_fit_80_columns() -> None:
+    """`proc` and `max gap` appear when set (still within 79 columns, throttling and ETA too)
+    and not when they are None."""
+    gaps = replace(BUSY, processing_cadence_s=3.04, max_gap_s=57.2)
+    assert "proc 3.0 s, max gap 57 s," in line(gaps)
+    shown = lines(gaps, 79)
+    assert all(len(text) <= 79 for text in shown)
+    assert "max gap 57 s" in " ".join(shown) and f"{BUSY.throttled:,} throttled" in " ".join(shown)
+    assert "gap" not in line(BUSY) and "proc " not in line(BUSY)

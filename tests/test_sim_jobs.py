@@ -195,3 +195,35 @@ def test_config_rejects_out_of_range_values(bad: dict[str, Any]) -> None:
     valid = SimConfig(project_id="p", credentials=AkSk("a", "s"))
     with pytest.raises(ValueError, match=next(iter(bad))):
         replace(valid, **bad)
+
+
+def test_random_order_preloads_start_out_of_creation_order_on_the_same_slots() -> None:
+    """--random-order: preloaded jobs start in a seeded shuffle of creation order, never more
+    at once than the slots, and the same seed gives the same order."""
+    from watcher.inputs import Job
+    from watcher.sim import Simulator
+
+    jobs = [Job(f"job-{i:03d}", {"text_length": 20}) for i in range(40)]
+
+    def starts(seed: int, random_order: bool) -> list[float]:
+        config = SimConfig(
+            project_id="p",
+            credentials=AkSk("AK", "SK"),
+            slots=4,
+            seed=seed,
+            random_order=random_order,
+        )
+        sim = Simulator(config, clock=lambda: 0.0, wall=lambda: 1_000.0)
+        sim.preload(jobs)
+        found = [sim.jobs.get(job.job_id) for job in jobs]
+        assert all(j is not None for j in found)
+        spans = [(j.start, j.end) for j in found if j is not None]
+        for t in {start for start, _ in spans}:  # at most 4 synthesising at any start time
+            assert sum(start <= t < end for start, end in spans) <= 4
+        return [start for start, _ in spans]
+
+    fifo = starts(0, False)
+    assert fifo == sorted(fifo)
+    shuffled = starts(0, True)
+    assert shuffled != sorted(shuffled)
+    assert starts(0, True) == shuffled and starts(1, True) != shuffled

@@ -142,6 +142,12 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         default=PollPolicy().max_pause,
         help="longest pause a 429's Retry-After may impose, in seconds",
     )
+    run.add_argument(
+        "--max-gap",
+        type=positive(float, DAY),
+        default=60.0,
+        help="while list sweeps run, longest a pending job may go unread, in seconds (60)",
+    )
     run.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     run.add_argument(
         "--grace",
@@ -278,6 +284,7 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str], home: Path | 
             strategy=args.poll,
             max_pause=args.max_pause,
             outage_timeout=args.outage_timeout,
+            max_gap=max(args.max_gap, args.cadence),
         ),
         download=DownloadPolicy(
             workers=int(args.download_workers),

@@ -46,6 +46,8 @@ class PollPolicy:
         created, for the first sweeps' window. `headroom`: the share of `rate` actually paced at, so
         arrival jitter does not push a gateway's one-second count over the limit.
         `max_pause`: the longest any pause may be (a Retry-After of an hour is cut to this).
+        `max_gap`: while list sweeps carry the polling, no pending job goes longer than this
+        unread (seconds; pages where nothing changes are read less often, down to this floor).
         `outage_timeout`: how long the API may stay unreachable for everyone before the run stops
         (OutageError, exit 3; None: never); `outage_probe`: the first backoff between probes then
     (doubling up to 30 times that).
@@ -65,6 +67,7 @@ class PollPolicy:
     max_pause: float = 60.0
     outage_timeout: float | None = 900.0
     outage_probe: float = 1.0
+    max_gap: float = 60.0
 
 
 GIB = 1024**3

@@ -67,6 +67,9 @@ class PollStats:
     handed_off: int = 0
     gap_total: float = 0.0
     gaps: int = 0
+    processing_gap_total: float = 0.0  # gaps between readings of a job read PROCESSING
+    processing_gaps: int = 0
+    max_gap: float = 0.0  # the longest any job went between two readings
 
     @property
     def requests(self) -> int:
@@ -87,6 +90,11 @@ class PollStats:
     def effective_cadence(self) -> float | None:
         """Mean seconds between two readings of the same pending job (None before any)."""
         return self.gap_total / self.gaps if self.gaps else None
+
+    @property
+    def processing_cadence(self) -> float | None:
+        """Mean seconds between two readings of a job that was PROCESSING (None before any)."""
+        return self.processing_gap_total / self.processing_gaps if self.processing_gaps else None
 
 
 class Poller:
@@ -122,6 +130,7 @@ class Poller:
         # FAILED jobs seen in the list, waiting for a spare slot to ask their code: (job, the
         # list's status, when to give up and write code FAILED)
         self._codes: deque[tuple[Watched, JobStatus, float]] = deque()
+        self._once: set[str] = set()  # listable jobs a sweep left to one single GET
         self.stats = PollStats(api=gate.counts)
 
     def stages(self) -> tuple[int, int, int]:
@@ -178,6 +187,20 @@ class Poller:
                 tg.start_soon(self._admit, inputs)
                 await self._loop(tg)
             outer.cancel_scope.cancel()  # every poll is done; helpers have nothing left to do
+        self._log_gaps()
+
+    def _log_gaps(self) -> None:
+        """The achieved cadence, for PROCESSING jobs and for everyone, and the longest gap."""
+        stats = self.stats
+        if not stats.gaps:
+            return
+        processing = stats.processing_cadence
+        log.info(
+            "polling achieved",
+            processing_cadence_s=None if processing is None else round(processing, 2),
+            cadence_s=round(stats.gap_total / stats.gaps, 2),
+            max_gap_s=round(stats.max_gap, 1),
+        )
 
     @staticmethod
     async def _stop_on(stop: anyio.Event, scope: anyio.CancelScope) -> None:
@@ -223,6 +246,22 @@ class Poller:
         """Sweeps cannot see `w` (or lack its links): give it single GETs from now on."""
         self._unlist(w)
         self._push(w, self.clock())
+
+    def poll_once(self, w: Watched) -> None:
+        """One single GET for `w` now, while sweeps go on carrying it (a sweep found the GET
+        cheaper than its page)."""
+        if w.final or w.job_id in self._once:
+            return
+        self._once.add(w.job_id)
+        self._push(w, self.clock())
+
+    def longest_unread(self) -> float | None:
+        """The longest gap between two readings of any job so far, the open gaps of pending
+        jobs included (None before any reading)."""
+        now = self.clock()
+        seen = [now - w.last_seen for w in self.pending.values() if w.last_seen is not None]
+        longest = max([self.stats.max_gap, *seen])
+        return longest if longest > 0 or self.stats.gaps else None
 
     def _unlist(self, w: Watched) -> None:
         if w.listable:
@@ -281,7 +320,8 @@ class Poller:
                 last = f"not final after {self._policy.job_timeout:g} s; last state {w.state}"
                 await self.conclude(w, "TIMEOUT", ErrorInfo("TIMEOUT", last))
                 continue
-            if self.sweeping and w.listable:  # sweeps read it; keep only its deadline
+            if self.sweeping and w.listable and w.job_id not in self._once:
+                # sweeps read it; keep only its deadline
                 self._push(w, math.inf)
                 continue
             await self._in_flight.acquire()
@@ -295,6 +335,7 @@ class Poller:
             self._in_flight.release()
 
     async def _ask(self, w: Watched) -> None:
+        self._once.discard(w.job_id)
         self._count_reading(w, self.clock())
         try:
             reading = await self._gate.show(w.job_id, turn_taken=True)
@@ -365,8 +406,13 @@ class Poller:
             self.stats.sightings += 1
             self._count_reading(w, at)
         if w.last_seen is not None and at > w.last_seen:
-            self.stats.gap_total += at - w.last_seen
+            gap = at - w.last_seen
+            self.stats.gap_total += gap
             self.stats.gaps += 1
+            self.stats.max_gap = max(self.stats.max_gap, gap)
+            if w.state == "PROCESSING":
+                self.stats.processing_gap_total += gap
+                self.stats.processing_gaps += 1
         w.last_seen = at
         w.state = status.state
         if not status.final:

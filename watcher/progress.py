@@ -4,7 +4,10 @@ On a terminal, a status line at the bottom of stderr, redrawn in place, in as ma
 terminal's width allows (a wide one, then a shorter form, then two lines; never a word cut):
 
     watcher 3:12 | 4,213 jobs: 1,200 waiting, 800 processing, 12 downloading, 2,100 done,
-    101 failed | 9.8 req/s, cadence 3.1 s, 3 throttled | ETA 4:10
+    101 failed | 9.8 req/s, cadence 3.1 s, proc 3.0 s, max gap 57 s, 3 throttled | ETA 4:10
+
+(`proc`: how often jobs the API has PROCESSING are read; `max gap`: the longest any job went
+unread.)
 
 `Screen` is the one writer of that terminal: log lines go through it too, so each is printed
 above the status line (cleared first, redrawn after), never onto it. (Our own few lines rather
@@ -54,6 +57,10 @@ class Snapshot:
     outage: str | None = None
     # seconds left of a pause everyone is in (a 429's Retry-After, capped), None when none
     pause_s: float | None = None
+    # mean seconds between two readings of a job that was PROCESSING (recent), None before any
+    processing_cadence_s: float | None = None
+    # the longest any job has gone unread so far (open gaps of pending jobs included)
+    max_gap_s: float | None = None
 
 
 def _clock(seconds: float) -> str:
@@ -94,6 +101,14 @@ def _groups(s: Snapshot) -> tuple[list[_Field], list[_Field]]:
     service += [
         _Field(f"{s.requests_per_s:.1f} req/s,", f"{s.requests_per_s:.1f} req/s"),
         _Field(f"cadence {cadence},", f"cad {cadence.replace(' ', '')}"),
+    ]
+    if s.processing_cadence_s is not None:
+        service.append(
+            _Field(f"proc {s.processing_cadence_s:.1f} s,", f"proc {s.processing_cadence_s:.1f}s")
+        )
+    if s.max_gap_s is not None:
+        service.append(_Field(f"max gap {s.max_gap_s:.0f} s,", f"gap {s.max_gap_s:.0f}s"))
+    service += [
         _Field(f"{s.throttled:,} throttled |", f"{s.throttled:,} thr |"),
         _Field(f"ETA {eta}", f"ETA {eta}"),
     ]
@@ -240,4 +255,8 @@ def log_progress(snapshot: Snapshot) -> None:
         figures["eta_s"] = round(snapshot.eta_s)
     if snapshot.pause_s is not None:
         figures["pause_s"] = round(snapshot.pause_s, 1)
+    if snapshot.processing_cadence_s is not None:
+        figures["processing_cadence_s"] = round(snapshot.processing_cadence_s, 2)
+    if snapshot.max_gap_s is not None:
+        figures["max_gap_s"] = round(snapshot.max_gap_s, 1)
     log.info("progress", **figures)

@@ -118,16 +118,30 @@ class _Tracker:
         self._poller, self._gate, self._download, self._tally = poller, gate, download, tally
         self._clock = clock
         self._started = clock()
-        # (time, requests, gaps, gap total) of recent snapshots, oldest first
-        self._recent: deque[tuple[float, int, int, float]] = deque([(self._started, 0, 0, 0.0)])
+        # (time, requests, gaps, gap total, PROCESSING gaps, their total) of recent snapshots,
+        # oldest first
+        self._recent: deque[tuple[float, int, int, float, int, float]] = deque(
+            [(self._started, 0, 0, 0.0, 0, 0.0)]
+        )
 
     def snapshot(self, input_done: bool) -> Snapshot:
         stats, now = self._poller.stats, self._clock()
         requests = stats.requests + stats.list_requests
         while len(self._recent) > 1 and now - self._recent[1][0] >= self.WINDOW:
             self._recent.popleft()
-        then, then_requests, then_gaps, then_gap_total = self._recent[0]
-        self._recent.append((now, requests, stats.gaps, stats.gap_total))
+        then, then_requests, then_gaps, then_gap_total, then_pgaps, then_ptotal = self._recent[0]
+        self._recent.append(
+            (
+                now,
+                requests,
+                stats.gaps,
+                stats.gap_total,
+                stats.processing_gaps,
+                stats.processing_gap_total,
+            )
+        )
+        pgaps = stats.processing_gaps - then_pgaps
+        ptotal = stats.processing_gap_total - then_ptotal
         rate = (requests - then_requests) / max(now - then, 1e-9)
         gaps, gap_total = stats.gaps - then_gaps, stats.gap_total - then_gap_total
         waiting, processing, unseen = self._poller.stages()
@@ -152,6 +166,8 @@ class _Tracker:
             eta_s=eta,
             outage=self._gate.outage.describe() or self._download.storage.describe(),
             pause_s=self._gate.pause_left(),
+            processing_cadence_s=ptotal / pgaps if pgaps else stats.processing_cadence,
+            max_gap_s=self._poller.longest_unread(),
         )
 
 

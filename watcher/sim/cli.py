@@ -89,6 +89,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"real seconds a 'slow' fault delays an answer (default {DEFAULT_SLOW_SECONDS:g})",
     )
     add("--preload", metavar="FILE", help="job ids to know from the start (watcher input format)")
+    add(
+        "--storage-latency",
+        type=number(float, 0, 60, low_open=False),
+        default=0.0,
+        help="seconds before the first byte of every storage answer (default 0)",
+    )
+    add(
+        "--storage-bandwidth",
+        type=positive(float, 1e12),
+        default=None,
+        help="bytes a second each storage download is sent at, at most (default: no cap)",
+    )
+    add(
+        "--random-order",
+        action="store_true",
+        help="synthesise preloaded jobs in a random order (from --seed), not creation order",
+    )
     add("--ak", help="accept this access key (with --sk) instead of the environment's")
     add("--sk", help="the secret key for --ak")
     add("--project-id", help="accept this project id")
@@ -199,6 +216,9 @@ def run(args: argparse.Namespace) -> int:
             fail_percent=args.fail_percent,
             rate_limit=args.rate_limit,
             faults=faults,
+            random_order=args.random_order,
+            storage_latency=args.storage_latency,
+            storage_bandwidth=args.storage_bandwidth,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -34,6 +34,12 @@ class SimConfig:
     - `max_skew`: seconds `X-Sdk-Date` may differ from the wall clock.
     - `rate_limit`: requests per second allowed per API, or None for no limit.
     - `faults`: how often to answer badly on purpose (see `watcher.sim.faults`); none by default.
+    - `storage_latency`: seconds before the first byte of every storage answer (real time).
+    - `storage_bandwidth`: bytes a second each storage answer is sent at, at most (None: as fast
+      as loopback goes).
+    - `random_order`: preloaded jobs are synthesised in a random order (from `seed`), not in
+      creation order, as a service that ignores creation order would (jobs created later queue
+      after them as usual).
 
     Raises ValueError when a value is out of range.
     """
@@ -48,6 +54,9 @@ class SimConfig:
     max_skew: float = 900.0
     rate_limit: float | None = None
     faults: FaultPlan = NO_FAULTS
+    random_order: bool = False
+    storage_latency: float = 0.0
+    storage_bandwidth: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -67,5 +76,11 @@ class SimConfig:
             math.isfinite(self.rate_limit) and self.rate_limit > 0
         ):
             problems.append(f"rate_limit must be > 0 or None, not {self.rate_limit}")
+        if not (math.isfinite(self.storage_latency) and self.storage_latency >= 0):
+            problems.append(f"storage_latency must be >= 0, not {self.storage_latency}")
+        if self.storage_bandwidth is not None and not (
+            math.isfinite(self.storage_bandwidth) and self.storage_bandwidth > 0
+        ):
+            problems.append(f"storage_bandwidth must be > 0 or None, not {self.storage_bandwidth}")
         if problems:
             raise ValueError("; ".join(problems))

@@ -178,19 +178,24 @@ class JobQueue:
         need_timestamp: bool = False,
         gen_srt: bool = False,
         priority: int = 5,
+        start: float | None = None,
     ) -> SimJob:
         """Queue a new job (with a fresh id unless `job_id` is given) and return it.
 
-        Raises ValueError if `job_id` is already taken.
+        `start`: when it starts, from `reserve` (its slot already taken); None: the earliest
+        free slot, in creation order. Raises ValueError if `job_id` is already taken.
         """
         if job_id is None:
             job_id = self.new_id()
         elif job_id in self._by_id:
             raise ValueError(f"job {job_id} already exists")
         now = self._clock()
-        start = max(now, heapq.heappop(self._free_at))
-        end = start + synthesis_seconds(len(text)) * self._time_scale
-        heapq.heappush(self._free_at, end)
+        if start is None:
+            start = max(now, heapq.heappop(self._free_at))
+            end = start + synthesis_seconds(len(text)) * self._time_scale
+            heapq.heappush(self._free_at, end)
+        else:
+            end = start + synthesis_seconds(len(text)) * self._time_scale
         # Creation order and create_time agree even if the wall clock steps back.
         self._last_create = max(self._wall(), self._last_create)
         job = SimJob(
@@ -210,6 +215,22 @@ class JobQueue:
         self._by_id[job_id] = job
         self._order.append(job)
         return job
+
+    def reserve(self, text_lengths: Sequence[int], *, order_seed: int) -> list[float]:
+        """Start times for a batch of jobs created now (texts of these lengths), served in a
+        random order drawn from `order_seed` instead of creation order; takes their slots, so
+        pass each start to `add`."""
+        order = list(range(len(text_lengths)))
+        random.Random(order_seed).shuffle(order)
+        now = self._clock()
+        starts = [0.0] * len(text_lengths)
+        for i in order:
+            start = max(now, heapq.heappop(self._free_at))
+            heapq.heappush(
+                self._free_at, start + synthesis_seconds(text_lengths[i]) * self._time_scale
+            )
+            starts[i] = start
+        return starts
 
     def page(
         self,

@@ -114,6 +114,8 @@ class Simulator:
             resolve=self.resolve,
             stats=self.stats,
             faults=self.faults,
+            latency=config.storage_latency,
+            bandwidth=config.storage_bandwidth,
         )
         self.gateway = Gateway(config, clock=clock, wall=wall, stats=self.stats, faults=self.faults)
 
@@ -127,19 +129,28 @@ class Simulator:
         characters, else of a length hashed from the id; `audio_format` from meta when it is WAV or
         MP3. Preloaded jobs have subtitle and timestamp files; they queue like created jobs.
         """
-        added = 0
+        fresh: dict[str, Job] = {}
         for job in jobs:
-            if self.jobs.get(job.job_id) is not None:
-                continue
+            if self.jobs.get(job.job_id) is None:
+                fresh.setdefault(job.job_id, job)
+        texts = {job_id: _preload_text(job) for job_id, job in fresh.items()}
+        starts: dict[str, float] = {}
+        if self.config.random_order:
+            lengths = [len(text) for text in texts.values()]
+            reserved = self.jobs.reserve(lengths, order_seed=self.config.seed)
+            starts = dict(zip(texts, reserved, strict=True))
+        added = 0
+        for job in fresh.values():
             audio_format = job.meta.get("audio_format")
             voice = job.meta.get("voice_asset_id")
             self.jobs.add(
-                _preload_text(job),
+                texts[job.job_id],
                 voice if isinstance(voice, str) and voice else PRELOAD_VOICE,
                 job_id=job.job_id,
                 audio_format=audio_format if audio_format in AUDIO_FORMATS else "WAV",
                 need_timestamp=True,
                 gen_srt=True,
+                start=starts.get(job.job_id),
             )
             added += 1
         return added

@@ -13,6 +13,10 @@ Every request to this route has its headers recorded (the last `log_size`), so t
 that no API credential ever reaches the storage host. Downloads send `Content-Length`, accept a
 single `Range: bytes=...`, and stream large files in chunks.
 
+Links farther away than loopback: `latency` seconds pass before the first byte of every answer
+(a link checked, a file found or not), and `bandwidth` caps each answer at that many bytes a
+second (paced chunk by chunk), so each connection is as slow as a real one would be.
+
 Injected faults (`watcher.sim.faults`) apply to requests whose link checks out: `expired-link`
 refuses it as expired; `short-download` sends half of the body announced, then closes the
 connection.
@@ -24,11 +28,13 @@ import base64
 import hashlib
 import hmac
 import re
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import anyio
 from aiohttp import web
 
 from watcher.sim.faults import Faults
@@ -91,7 +97,17 @@ class Storage:
     `resolve(job_id, name)` gives the file a valid link points at, or None when there is none.
     """
 
-    __slots__ = ("_faults", "_key", "_log", "_resolve", "_stats", "_ttl", "_wall")
+    __slots__ = (
+        "_bandwidth",
+        "_faults",
+        "_key",
+        "_latency",
+        "_log",
+        "_resolve",
+        "_stats",
+        "_ttl",
+        "_wall",
+    )
 
     def __init__(
         self,
@@ -103,6 +119,8 @@ class Storage:
         stats: SimStats,
         faults: Faults,
         log_size: int = 10_000,
+        latency: float = 0.0,
+        bandwidth: float | None = None,
     ) -> None:
         self._key = key
         self._ttl = ttl
@@ -111,6 +129,8 @@ class Storage:
         self._stats = stats
         self._faults = faults
         self._log: deque[StorageRequest] = deque(maxlen=log_size)
+        self._latency = latency
+        self._bandwidth = bandwidth
 
     def __repr__(self) -> str:
         return f"Storage(ttl={self._ttl}, logged={len(self._log)})"
@@ -163,6 +183,8 @@ class Storage:
         self._log.append(
             StorageRequest(request.method, request.path, tuple(request.headers.items()))
         )
+        if self._latency > 0:
+            await anyio.sleep(self._latency)
         response = await self._answer(request)
         self._stats.record(API, response.status)
         return response
@@ -183,7 +205,7 @@ class Storage:
         if payload is None:
             return xml_error(404, "NoSuchKey", "The specified key does not exist.")
         cut = request.method == "GET" and self._faults.cut_download()
-        return await _send(request, payload, cut_short=cut)
+        return await _send(request, payload, cut_short=cut, bandwidth=self._bandwidth)
 
 
 def _byte_range(header: str | None, length: int) -> tuple[int, int] | None:
@@ -207,10 +229,14 @@ def _byte_range(header: str | None, length: int) -> tuple[int, int] | None:
 
 
 async def _send(
-    request: web.Request, payload: Payload, *, cut_short: bool = False
+    request: web.Request,
+    payload: Payload,
+    *,
+    cut_short: bool = False,
+    bandwidth: float | None = None,
 ) -> web.StreamResponse:
     """The file (or the requested range of it); with `cut_short`, only its first half before the
-    connection is closed."""
+    connection is closed; with `bandwidth`, at most that many bytes a second."""
     length = payload.length
     try:
         wanted = _byte_range(request.headers.get("Range"), length)
@@ -229,14 +255,24 @@ async def _send(
     if cut_short:
         part = payload.chunks(CHUNK_BYTES, start, start + (stop - start) // 2)
         return await send_cut_short(request, status, headers, stop - start, part)
-    if stop - start <= SMALL_BODY_BYTES:
+    if stop - start <= SMALL_BODY_BYTES and bandwidth is None:
         body = b"".join(payload.chunks(SMALL_BODY_BYTES, start, stop))
         return web.Response(status=status, body=body, headers=headers)
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = stop - start
     await response.prepare(request)
     if request.method != "HEAD":
-        for chunk in payload.chunks(CHUNK_BYTES, start, stop):
+        # a tenth of a second's worth at a time under a cap: the pace stays smooth
+        size = (
+            CHUNK_BYTES if bandwidth is None else max(1024, min(CHUNK_BYTES, int(bandwidth / 10)))
+        )
+        began, sent = time.monotonic(), 0
+        for chunk in payload.chunks(size, start, stop):
             await response.write(chunk)
+            sent += len(chunk)
+            if bandwidth is not None:
+                ahead = began + sent / bandwidth - time.monotonic()
+                if ahead > 0:
+                    await anyio.sleep(ahead)
     await response.write_eof()
     return response

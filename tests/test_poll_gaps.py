@@ -1,0 +1,55 @@
+"""The gaps between readings of a job: the cadence achieved for PROCESSING jobs, the longest gap.
+
+A local fake clock (a plain number): time is the subject, and `observe` never sleeps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import anyio
+import pytest
+from helpers import FAST
+
+from watcher.api import JobStatus
+from watcher.download import Finished
+from watcher.gate import ApiCounts, ApiGate
+from watcher.inputs import Job
+from watcher.manifest import JobResult
+from watcher.poller import Poller
+from watcher.schedule import Watched
+
+
+class FakeGate:
+    """Just what a Poller reads of its gate when it only observes."""
+
+    counts = ApiCounts()
+
+
+@pytest.mark.anyio
+async def test_processing_gaps_and_the_longest_gap_are_counted() -> None:
+    """Readings at 0, 3 and 7 s (PROCESSING, PROCESSING, WAITING) and one at 0 and 20 s
+    (WAITING): PROCESSING cadence 3.5 s, longest gap 20 s; an open gap counts once longer."""
+    now = [0.0]
+    downloads, downloaded = anyio.create_memory_object_stream[Finished](10)
+    results, written = anyio.create_memory_object_stream[JobResult](10)
+    with downloads, downloaded, results, written:
+        await _observe(
+            Poller(
+                cast(ApiGate, cast(Any, FakeGate())), FAST, downloads, results, clock=lambda: now[0]
+            ),
+            now,
+        )
+
+
+async def _observe(poller: Poller, now: list[float]) -> None:
+    busy, idle = Watched(Job("busy", {}), admitted=0.0), Watched(Job("idle", {}), admitted=0.0)
+    poller.pending.update({"busy": busy, "idle": idle})
+    for at, state in ((0.0, "PROCESSING"), (3.0, "PROCESSING"), (7.0, "WAITING")):
+        await poller.observe(busy, JobStatus(state), at, listed=True)
+    await poller.observe(idle, JobStatus("WAITING"), 0.0, listed=True)
+    await poller.observe(idle, JobStatus("WAITING"), 20.0, listed=True)
+    assert poller.stats.processing_cadence == pytest.approx(3.5)  # 3 s, then 4 s
+    assert poller.stats.max_gap == pytest.approx(20.0)
+    now[0] = 30.0
+    assert poller.longest_unread() == pytest.approx(23.0)  # busy: unread since 7 s
