@@ -366,3 +366,32 @@ async def test_a_list_call_that_stops_working_hands_every_job_to_single_gets(
     assert seen == {"sweeping": True, "asked": [], "after": False}
     assert gaps(e.api.times("a")) == [3.0] * 4
     assert e.api.times("a")[0] == pytest.approx(T0 + 10, abs=NS)
+
+
+@pytest.mark.anyio
+async def test_error_codes_at_the_end_of_a_batch_get_one_more_cadence_not_a_minute(
+    clock: FakeClock,
+) -> None:
+    """Twenty jobs a sweep finds FAILED at once, with nothing else left: their code lookups (one
+    GET each at 2 requests/s) get one cadence, then the rest keep code FAILED, so the run ends
+    a cadence after the sweep rather than ten seconds (or CODE_WAIT) later."""
+    ids = [f"j{i:02d}" for i in range(20)]
+    coded = JobStatus("FAILED", code="MSS.000000001", message="no voice")
+
+    def answer(job_id: str, now: float) -> JobStatus:
+        return coded if now >= T0 + 1 else WAITING
+
+    e = engine(clock, answer, rate=2.0 / POLICY.headroom)  # paced at exactly 2/s
+
+    async def sweep_finds_them_failed() -> None:
+        await anyio.sleep(1.0)
+        for w in list(e.poller.pending.values()):
+            await e.poller.observe(w, JobStatus("FAILED", message="no voice"), clock(), listed=True)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sweep_finds_them_failed)
+        await e.run(jobs(*ids))
+    assert sorted(r.job_id or "" for r in e.results) == ids
+    codes = [r.error.code for r in e.results if r.error is not None]
+    assert 1 <= codes.count("MSS.000000001") < 20 and "FAILED" in codes
+    assert clock() <= T0 + 1 + POLICY.cadence + 0.5
