@@ -129,13 +129,3 @@ class OutageError(WatcherError):
 
 class NoJobsError(WatcherError):
     """The input held no job at all (an empty file, or a submitter that printed nothing)."""
-
-
-def first_watcher_error(group: BaseExceptionGroup[BaseException]) -> WatcherError | None:
-    """The first WatcherError inside a (nested) exception group from a task group, if any."""
-    for exc in group.exceptions:
-        if isinstance(exc, WatcherError):
-            return exc
-        if isinstance(exc, BaseExceptionGroup) and (found := first_watcher_error(exc)):
-            return found
-    return None
