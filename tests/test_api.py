@@ -13,11 +13,11 @@ from watcher.api import (
     cut,
     host_header,
     parse_listed,
-    parse_retry_after,
     parse_status,
     parse_time,
 )
 from watcher.errors import ApiError, AuthError, ThrottledError
+from watcher.retry import parse_retry_after
 
 
 def test_success_with_links() -> None:

@@ -30,6 +30,7 @@ from watcher.auth import AkSk, Token, canonical_query, sign
 from watcher.config import ApiConfig
 from watcher.credentials import TokenFile
 from watcher.errors import ApiError, AuthError, ThrottledError, TransportError
+from watcher.retry import parse_retry_after
 
 USER_AGENT = f"watcher/{__version__}"
 AUTH_CODES = frozenset({"APIGW.0301", "APIG.0301", "MSS.000000004", "MSS.00000004"})
@@ -201,24 +202,6 @@ def parse_listed(item: object, request_id: str | None) -> ListedJob | None:
     message = _text(item.get("fail_msg")) if state == "FAILED" else None
     status = JobStatus(cut(state, 40), _links(first), message=message, request_id=request_id)
     return ListedJob(job_id, create_time, status)
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """A Retry-After header as seconds from `now`: delta-seconds (ASCII digits only) or an
-    HTTP-date (a past date is 0). None for anything else. Huge values come back as they are
-    (math.inf past 12 digits): the caller caps every pause."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value) if len(value) <= 12 else math.inf
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def _error(

@@ -1,4 +1,5 @@
-"""How long to wait before trying again: exponential backoff with full jitter.
+"""How long to wait before trying again: exponential backoff with full jitter, and what a
+server's Retry-After header asks for (`parse_retry_after`, for the API and storage alike).
 
 `delay = uniform(0, min(cap, base * 2 ** (attempt - 1)))`: the ceiling doubles with each attempt,
 and drawing uniformly below it spreads many clients' retries apart instead of bunching them (see
@@ -7,8 +8,11 @@ and drawing uniformly below it spreads many clients' retries apart instead of bu
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +32,21 @@ class RetryPolicy:
         """Seconds to wait after failed try number `attempt` (1-based)."""
         ceiling = min(self.cap, self.base * 2.0 ** min(attempt - 1, 62))
         return rng.uniform(0.0, ceiling)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """A Retry-After header as seconds from `now`: delta-seconds (ASCII digits only) or an
+    HTTP-date (a past date is 0). None for anything else. Huge values come back as they are
+    (math.inf past 12 digits): the caller caps every pause."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value) if len(value) <= 12 else math.inf
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())

@@ -24,8 +24,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from yarl import URL
 from watcher.config import DownloadPolicy
 from watcher.errors import DownloadError
 from watcher.manifest import SavedFile
+from watcher.retry import parse_retry_after
 
 log = structlog.get_logger("watcher.transfer")
 PART_SUFFIX = ".part"
@@ -70,18 +70,10 @@ def clip(text: str, limit: int = MAX_MESSAGE) -> str:
 
 
 def retry_after(value: str | None, now: float) -> float | None:
-    """Seconds a Retry-After header asks for (delta-seconds or an HTTP-date), capped at
-    MAX_RETRY_AFTER; None when absent or not one of the two forms. `now`: epoch seconds."""
-    value = (value or "").strip()
-    if value.isascii() and value.isdigit():
-        return min(MAX_RETRY_AFTER, float(value[:8]))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return min(MAX_RETRY_AFTER, max(0.0, when.timestamp() - now))
+    """Seconds a Retry-After header asks for (`retry.parse_retry_after`), capped at
+    MAX_RETRY_AFTER; None when absent or not one of its two forms. `now`: epoch seconds."""
+    seconds = parse_retry_after(value, datetime.fromtimestamp(now, UTC))
+    return None if seconds is None else min(MAX_RETRY_AFTER, seconds)
 
 
 def _refusal(status: int, body: bytes) -> str:
