@@ -17,7 +17,6 @@ from typing import Any
 import anyio
 import orjson
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
 from helpers import make_jobs
 from s3server import S3Server, s3_server
 
@@ -28,18 +27,13 @@ BUCKET = "tts-night"
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[S3Server]:
-    """An S3 server with a fresh bucket, its variables set, the API's test credentials set, and
-    the spool in this test's temporary folder."""
-    for name in [n for n in os.environ if n.startswith(("WATCHER_", "AWS_", "OBS_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+def s3(env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[S3Server]:
+    """An S3 server with a fresh bucket, its variables set (on conftest's clean environment with
+    the API's test credentials), and the spool in this test's temporary folder."""
+    monkeypatch = env
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
-    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", TEST_AK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", TEST_SK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", TEST_PROJECT_ID)
     with s3_server() as server:
         for name, value in server.env().items():
             monkeypatch.setenv(name, value)

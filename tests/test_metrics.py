@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -16,7 +15,6 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import TEST_AK, TEST_PROJECT_ID, TEST_SK
 from helpers import make_jobs, read_manifest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -189,23 +187,12 @@ def test_a_failed_push_is_a_warning_not_an_error() -> None:
     publisher.push()  # would raise URLError if not caught
 
 
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No setting or credential of the machine's; the test credentials; HOME in a temp folder."""
-    for name in [n for n in os.environ if n.startswith(("WATCHER_", "HUAWEICLOUD_", "CLOUD_SDK"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.delenv("METASTUDIO_AUTH_TOKEN", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", TEST_AK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", TEST_SK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", TEST_PROJECT_ID)
-
-
+@pytest.mark.usefixtures("env")
 def test_a_run_pushes_its_counts_and_writes_the_textfile(
-    sim_factory: Any, pushgateway: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim_factory: Any, pushgateway: str, tmp_path: Path
 ) -> None:
     """`watcher run --pushgateway --metrics-textfile`: the Pushgateway and the textfile hold the
     run's jobs by status, its exit code and its batch label."""
-    _clean_env(monkeypatch, tmp_path)
     jobs = make_jobs(6)
     sim = sim_factory(jobs, fail_percent=34)
     ids = tmp_path / "ids.txt"
@@ -228,11 +215,11 @@ def test_a_run_pushes_its_counts_and_writes_the_textfile(
     assert any(("batch", "night-7") in labels for _, labels in pushed)
 
 
+@pytest.mark.usefixtures("env")
 def test_an_unusable_pushgateway_url_is_a_usage_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`--pushgateway ftp://x` is refused naming the flag, exit 2, before anything runs."""
-    _clean_env(monkeypatch, tmp_path)
     argv = ["run", "--endpoint", "http://127.0.0.1:9", "--out", str(tmp_path / "o")]
     assert main([*argv, "--pushgateway", "ftp://x"]) == 2
     assert "--pushgateway" in capsys.readouterr().err
