@@ -156,6 +156,11 @@ def _reason(exc: BaseException) -> str:
     return text[:MAX_MESSAGE] or exc.__class__.__name__
 
 
+def _lines(parts: list[bytes]) -> bytes:
+    """Ledger objects joined as JSON lines (one without a last newline gets one)."""
+    return b"".join(part if part.endswith(b"\n") or not part else part + b"\n" for part in parts)
+
+
 def _base(key: str) -> str:
     return key.rsplit("/", 1)[-1]
 
@@ -268,9 +273,7 @@ class Bucket:
             parts = [await self._read(key) for key in (*compacted, *segments)]
         except (BaseError, OSError) as exc:
             raise LedgerError(f"cannot read the ledger in {self.url}: {_reason(exc)}") from exc
-        return b"".join(
-            part if part.endswith(b"\n") or not part else part + b"\n" for part in parts
-        )
+        return _lines(parts)
 
     async def _ledger_keys(self) -> list[str]:
         keys: list[str] = []
@@ -304,8 +307,7 @@ class Bucket:
             if compacted in keys:
                 parts.append(await self._read(compacted))
             parts += [await self._read(key) for key in segments]
-            data = b"".join(p if p.endswith(b"\n") or not p else p + b"\n" for p in parts)
-            await obstore.put_async(self._store, compacted, data)
+            await obstore.put_async(self._store, compacted, _lines(parts))
             for key in segments:
                 await obstore.delete_async(self._store, key)
         except (BaseError, OSError) as exc:
