@@ -15,7 +15,7 @@ curl, curl, watcher; once each with `--quick`):
   to the process's exit (every file saved, renamed, hashed and in the fsynced manifest); the
   column "incl. startup" times it from the spawn. Bytes: the manifest's file sizes.
 - curl 7.88: `curl --parallel --parallel-max 8 --fail --config LINKS` with one `url`/`output`
-  pair per file, for the same files: links read with ShowAsyncTtsJob (`watcher.api` client)
+  pair per file, for the same files: links read with ShowAsyncTtsJob (`watcher._api` client)
   just before, valid for an hour. Timed from spawn to exit. Bytes: the files on disk.
 
 Each pass writes into an empty folder; the folder is deleted and `sync` run between passes so
@@ -71,9 +71,9 @@ from common import (
 )
 from yarl import URL
 
-from watcher.api import MetaStudioClient
-from watcher.auth import AkSk
-from watcher.config import ApiConfig
+from watcher._api import MetaStudioClient
+from watcher._auth import AkSk
+from watcher._config import ApiConfig
 
 CURL = "/usr/bin/curl"
 ARIA2C = "/usr/bin/aria2c"

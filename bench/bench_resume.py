@@ -23,11 +23,11 @@ from pathlib import Path
 import anyio
 from common import log, machine_note, table
 
-from watcher.errors import InputError
-from watcher.inputs import Job
-from watcher.ledger import recover
-from watcher.manifest import JobResult, ManifestFile, SavedFile
-from watcher.resume import ResumeStats, unsettled
+from watcher._errors import InputError
+from watcher._inputs import Job
+from watcher._ledger import recover
+from watcher._manifest import JobResult, ManifestFile, SavedFile
+from watcher._resume import ResumeStats, unsettled
 
 BODY = b"RIFF" + b"\0" * 60
 

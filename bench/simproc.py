@@ -21,7 +21,7 @@ from pathlib import Path
 
 import anyio
 
-from watcher.auth import AkSk
+from watcher._auth import AkSk
 from watcher.sim import SimConfig, Simulator, serve
 from watcher.sim.cli import read_preload
 

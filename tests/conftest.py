@@ -21,8 +21,8 @@ from helpers import (
     login,
 )
 
-from watcher.auth import AkSk
-from watcher.inputs import Job
+from watcher._auth import AkSk
+from watcher._inputs import Job
 from watcher.sim import SimConfig, SimThread
 
 # Re-exported for test files that still import them from here (new ones use helpers).

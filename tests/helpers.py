@@ -23,13 +23,13 @@ import anyio.lowlevel
 import orjson
 import pytest
 
-from watcher.auth import AkSk, sign
-from watcher.config import ApiConfig, DownloadPolicy, PollPolicy, RunConfig
-from watcher.errors import InputError
-from watcher.inputs import Job
-from watcher.retry import RetryPolicy
+from watcher._auth import AkSk, sign
+from watcher._config import ApiConfig, DownloadPolicy, PollPolicy, RunConfig
+from watcher._errors import InputError
+from watcher._inputs import Job
+from watcher._retry import RetryPolicy
+from watcher._watch import Summary, watch
 from watcher.sim import SimThread
-from watcher.watch import Summary, watch
 
 # Shared with the watcher's own tests (test_watch.py, test_cli.py), which use the same values.
 TEST_AK = "TESTAK0000000000WTCH"

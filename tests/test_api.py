@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from yarl import URL
 
-from watcher.api import (
+from watcher._api import (
     _error,
     cut,
     host_header,
@@ -16,8 +16,8 @@ from watcher.api import (
     parse_status,
     parse_time,
 )
-from watcher.errors import ApiError, AuthError, ThrottledError
-from watcher.retry import parse_retry_after
+from watcher._errors import ApiError, AuthError, ThrottledError
+from watcher._retry import parse_retry_after
 
 
 def test_success_with_links() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.audio import audio_seconds, mp3_seconds, wav_seconds
+from watcher._audio import audio_seconds, mp3_seconds, wav_seconds
 
 
 def _wav(path: Path, seconds: float, rate: int = 16000) -> Path:

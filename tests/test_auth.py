@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from watcher import auth
+from watcher import _auth as auth
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "sign_vectors.json").read_text())
 

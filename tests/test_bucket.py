@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from s3server import S3Server, s3_server
 
-from watcher.bucket import Bucket, BucketUrl, store_options
-from watcher.errors import ConfigError, DownloadError
+from watcher._bucket import Bucket, BucketUrl, store_options
+from watcher._errors import ConfigError, DownloadError
 
 
 @pytest.fixture(scope="module")

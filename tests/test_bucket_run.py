@@ -20,7 +20,7 @@ import pytest
 from helpers import make_jobs
 from s3server import S3Server, s3_server
 
-from watcher.bucket import Bucket, BucketUrl
+from watcher._bucket import Bucket, BucketUrl
 from watcher.cli import main
 
 BUCKET = "tts-night"
@@ -160,7 +160,7 @@ def test_kill_9_mid_run_then_a_rerun_with_the_local_folder_gone(
 UPLOADER = """
 import sys, anyio, os
 from pathlib import Path
-from watcher.bucket import Bucket, BucketUrl
+from watcher._bucket import Bucket, BucketUrl
 async def main():
     url = BucketUrl.parse(sys.argv[1])
     bucket = Bucket.open(url, os.environ)

@@ -16,8 +16,8 @@ from helpers import TEST_PROJECT_ID as PROJECT
 from helpers import TEST_SK as SK
 from helpers import SimFactory
 
+from watcher._inputs import Job
 from watcher.cli import main
-from watcher.inputs import Job
 
 FAST = ["--cadence", "0.02", "--rate", "2000"]
 
@@ -295,7 +295,7 @@ def test_an_unexpected_error_is_one_internal_error_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """A bug in a subcommand: exit 2, one 'internal error' line with how to see more."""
-    from watcher import report
+    from watcher import _report as report
 
     def broken(args: object) -> int:
         raise TypeError("a bug")

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from helpers import TEST_AK, TEST_SK, SimFactory
 
+from watcher._inputs import Job
 from watcher.cli import main
-from watcher.inputs import Job
 
 FAST = ["--cadence", "0.02", "--rate", "2000"]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from watcher.auth import AkSk, Token
-from watcher.credentials import TokenFile, discover
-from watcher.errors import ConfigError
+from watcher._auth import AkSk, Token
+from watcher._credentials import TokenFile, discover
+from watcher._errors import ConfigError
 
 
 def _ini(home: Path, text: str) -> None:

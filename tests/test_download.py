@@ -11,12 +11,12 @@ import pytest
 from aiohttp import web
 from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK, FakeClock
 
+from watcher._config import DownloadPolicy
+from watcher._download import file_name
+from watcher._errors import DownloadError
+from watcher._transfer import LowSpeed, Unanswered, clip, fetch_file, retry_after
+from watcher._watch import storage_session
 from watcher.cli import build_config, build_parser
-from watcher.config import DownloadPolicy
-from watcher.download import file_name
-from watcher.errors import DownloadError
-from watcher.transfer import LowSpeed, Unanswered, clip, fetch_file, retry_after
-from watcher.watch import storage_session
 
 BODY = bytes(range(256)) * 1000
 POLICY = DownloadPolicy(workers=1, speed_time=5, chunk_bytes=4096)

@@ -19,17 +19,17 @@ import anyio
 import pytest
 from helpers import FakeClock, virtual_time
 
-from watcher.api import JobPage, JobStatus, MetaStudioClient
-from watcher.config import PollPolicy
-from watcher.download import Finished
-from watcher.errors import ApiError, AuthError, InputError
-from watcher.gate import ApiGate
-from watcher.inputs import Job
-from watcher.manifest import JobResult
-from watcher.outage import Outage
-from watcher.poller import Poller
-from watcher.retry import RetryPolicy
-from watcher.sweeper import SLACK, Sweeper
+from watcher._api import JobPage, JobStatus, MetaStudioClient
+from watcher._config import PollPolicy
+from watcher._download import Finished
+from watcher._errors import ApiError, AuthError, InputError
+from watcher._gate import ApiGate
+from watcher._inputs import Job
+from watcher._manifest import JobResult
+from watcher._outage import Outage
+from watcher._poller import Poller
+from watcher._retry import RetryPolicy
+from watcher._sweeper import SLACK, Sweeper
 
 T0 = 1000.0  # the fake clock's start
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # the wall clock at T0

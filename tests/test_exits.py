@@ -7,7 +7,7 @@ import io
 import anyio
 import pytest
 
-from watcher.errors import (
+from watcher._errors import (
     AuthError,
     ConfigError,
     Exit,
@@ -16,7 +16,7 @@ from watcher.errors import (
     OutageError,
     TransportError,
 )
-from watcher.exits import CODES, PIPE_CLOSED, outcome, report, unwrap
+from watcher._exits import CODES, PIPE_CLOSED, outcome, report, unwrap
 
 
 def _auth() -> AuthError:

@@ -14,11 +14,11 @@ import pytest
 from helpers import FAST, FAST_DOWNLOADS, SimFactory, make_jobs, read_manifest, run_config, run_jobs
 from hostile_api import dropping_proxy
 
-from watcher.errors import AuthError, OutageError
-from watcher.inputs import Job
-from watcher.progress import Snapshot
+from watcher._errors import AuthError, OutageError
+from watcher._inputs import Job
+from watcher._progress import Snapshot
+from watcher._watch import Hooks, watch
 from watcher.sim.faults import FaultPlan
-from watcher.watch import Hooks, watch
 
 
 async def _served_sha256(url: str, job_id: str) -> dict[str, str]:

@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 from helpers import FAST, FakeClock, SimFactory, make_jobs, run_config
 
-from watcher.api import AnswerError, JobPage, JobStatus, MetaStudioClient, RetryableAuth
-from watcher.errors import ApiError, AuthError, ThrottledError, TransportError
-from watcher.gate import ApiGate, Deferred, ListUnavailable
-from watcher.outage import Outage
+from watcher._api import AnswerError, JobPage, JobStatus, MetaStudioClient, RetryableAuth
+from watcher._errors import ApiError, AuthError, ThrottledError, TransportError
+from watcher._gate import ApiGate, Deferred, ListUnavailable
+from watcher._outage import Outage
 
 
 class FakeClient:

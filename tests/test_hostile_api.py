@@ -15,13 +15,14 @@ from helpers import FAST, make_jobs, read_manifest, run_config, run_jobs
 from hostile_api import Asked, HostileApi, Reply, ShowScript, hostile_api
 from structlog.testing import capture_logs
 
-from watcher import gate, poller
-from watcher.auth import Token, parse_sdk_date
-from watcher.errors import AuthError
-from watcher.gate import ApiGate
-from watcher.inputs import Job
-from watcher.progress import Snapshot
-from watcher.watch import Hooks, watch
+from watcher import _gate as gate
+from watcher import _poller as poller
+from watcher._auth import Token, parse_sdk_date
+from watcher._errors import AuthError
+from watcher._gate import ApiGate
+from watcher._inputs import Job
+from watcher._progress import Snapshot
+from watcher._watch import Hooks, watch
 
 LIST = replace(FAST, strategy="list", cadence=0.05, throttle_pause=0.01)
 

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
+from watcher._report import Report
 from watcher.cli import main
-from watcher.report import Report
 
 START = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 CHROMIUM = shutil.which("chromium")

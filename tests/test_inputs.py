@@ -13,8 +13,8 @@ import anyio.to_thread
 import pytest
 import structlog
 
-from watcher.errors import ConfigError, InputError
-from watcher.inputs import (
+from watcher._errors import ConfigError, InputError
+from watcher._inputs import (
     MAX_LINE_BYTES,
     Job,
     check_inputs,

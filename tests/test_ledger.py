@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from watcher.errors import LedgerError
-from watcher.inputs import Job
-from watcher.ledger import (
+from watcher._errors import LedgerError
+from watcher._inputs import Job
+from watcher._ledger import (
     BatchSummary,
     Ledger,
     Line,
@@ -24,8 +24,8 @@ from watcher.ledger import (
     render_batch,
     unchanged,
 )
-from watcher.manifest import JobResult, ManifestFile, SavedFile
-from watcher.schedule import Watched
+from watcher._manifest import JobResult, ManifestFile, SavedFile
+from watcher._schedule import Watched
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 GOOD = b'{"job_id":"ok","status":"FAILED"}\n'

@@ -12,8 +12,8 @@ import structlog
 from helpers import SimFactory, make_jobs, read_manifest, run_config
 
 from watcher import AkSk, AuthError, Watcher
-from watcher.inputs import Job
-from watcher.manifest import JobResult
+from watcher._inputs import Job
+from watcher._manifest import JobResult
 
 
 @pytest.mark.anyio
@@ -115,7 +115,7 @@ async def test_an_unexpected_error_is_not_hidden_behind_an_auth_error(
     sim_factory: SimFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A TypeError beside an AuthError comes out as the group holding both."""
-    from watcher import watch as watch_module
+    from watcher import _watch as watch_module
 
     async def broken(*args: object, **kwargs: object) -> None:
         raise ExceptionGroup("tg", [AuthError(401, "APIGW.0301", "no", "r"), TypeError("bug")])

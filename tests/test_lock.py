@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from helpers import SimFactory, make_jobs
 
+from watcher._errors import LedgerError
+from watcher._lock import LOCK_NAME, BatchLock, acquire, lock_paths
 from watcher.cli import main
-from watcher.errors import LedgerError
-from watcher.lock import LOCK_NAME, BatchLock, acquire, lock_paths
 
 HOLD = """
 import sys
 from pathlib import Path
-from watcher.lock import BatchLock
+from watcher._lock import BatchLock
 with BatchLock([Path(p) for p in sys.argv[1:]]):
     print("locked", flush=True)
     sys.stdin.read()

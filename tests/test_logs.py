@@ -11,11 +11,11 @@ import pytest
 import structlog
 from helpers import SimFactory, make_jobs, run_config, run_jobs
 
-from watcher import logs
+from watcher import _logs as logs
+from watcher._inputs import Job
+from watcher._logs import Redact
+from watcher._progress import Screen, Snapshot
 from watcher.cli import main
-from watcher.inputs import Job
-from watcher.logs import Redact
-from watcher.progress import Screen, Snapshot
 
 FAST = ["--cadence", "0.02", "--rate", "2000"]
 SNAPSHOT = Snapshot(5.0, 12, 3, 4, 0, 1, 3, 1, 9.5, 3.0, 2, True, 20.0)

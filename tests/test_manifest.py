@@ -12,11 +12,11 @@ import orjson
 import pytest
 from helpers import SimFactory, make_jobs, run_config
 
+from watcher._errors import LedgerError
+from watcher._inputs import Job
+from watcher._manifest import JobResult, SavedFile
+from watcher._watch import Hooks, watch
 from watcher.cli import main
-from watcher.errors import LedgerError
-from watcher.inputs import Job
-from watcher.manifest import JobResult, SavedFile
-from watcher.watch import Hooks, watch
 
 OLD = b'{"job_id":"job-old","status":"FAILED","finished_at":"2026-11-25T02:00:00Z","meta":{"p":"'
 OLD_LINE = OLD + b"x" * (4096 - len(OLD) - 4) + b'"}}\n'  # one whole tmpfs page: no room after

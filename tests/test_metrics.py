@@ -18,10 +18,10 @@ import pytest
 from helpers import make_jobs, read_manifest
 from prometheus_client.parser import text_string_to_metric_families
 
+from watcher._manifest import ErrorInfo, JobResult, SavedFile
+from watcher._metrics import Metrics, MetricsConfig, Publisher
+from watcher._progress import Snapshot
 from watcher.cli import main
-from watcher.manifest import ErrorInfo, JobResult, SavedFile
-from watcher.metrics import Metrics, MetricsConfig, Publisher
-from watcher.progress import Snapshot
 
 T0 = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ import anyio
 import pytest
 from helpers import FakeClock
 
-from watcher.errors import OutageError
-from watcher.outage import Outage
+from watcher._errors import OutageError
+from watcher._outage import Outage
 
 
 def make(clock: FakeClock, **kwargs: float | None) -> Outage:

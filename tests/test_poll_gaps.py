@@ -11,13 +11,13 @@ import anyio
 import pytest
 from helpers import FAST
 
-from watcher.api import JobStatus
-from watcher.download import Finished
-from watcher.gate import ApiCounts, ApiGate
-from watcher.inputs import Job
-from watcher.manifest import JobResult
-from watcher.poller import Poller
-from watcher.schedule import Watched
+from watcher._api import JobStatus
+from watcher._download import Finished
+from watcher._gate import ApiCounts, ApiGate
+from watcher._inputs import Job
+from watcher._manifest import JobResult
+from watcher._poller import Poller
+from watcher._schedule import Watched
 
 
 class FakeGate:

@@ -11,9 +11,9 @@ import pyte
 import pytest
 from helpers import FakeClock
 
-from watcher.outage import Outage
-from watcher.poller import PollStats
-from watcher.progress import (
+from watcher._outage import Outage
+from watcher._poller import PollStats
+from watcher._progress import (
     Screen,
     Snapshot,
     TerminalProgress,
@@ -22,7 +22,7 @@ from watcher.progress import (
     lines,
     on_terminal,
 )
-from watcher.watch import _Tracker
+from watcher._watch import _Tracker
 
 BUSY = Snapshot(
     elapsed_s=3 * 3600 + 192,

@@ -2,7 +2,7 @@
 
 Each example runs one command in-process (`main(argv)`) in a fresh temporary folder, with
 generated flags, `WATCHER_*` variables, a TOML file, input lines or manifest lines. Whatever comes,
-the command must return a code from `watcher.exits.CODES` (or argparse's 2), never raise, never
+the command must return a code from `watcher._exits.CODES` (or argparse's 2), never raise, never
 print a traceback or an "internal error" (the safety net for bugs), and write nothing outside
 `--out` (and `-o` / `--rest`, which name outputs there). `make test` runs a few examples each;
 `HYPOTHESIS_PROFILE=soak` (`make soak`) many more.
@@ -23,10 +23,10 @@ from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from watcher.auth import AkSk
+from watcher._auth import AkSk
+from watcher._exits import CODES
+from watcher._inputs import Job
 from watcher.cli import build_parsers, main
-from watcher.exits import CODES
-from watcher.inputs import Job
 from watcher.sim import SimConfig, SimThread
 
 settings.register_profile(

@@ -7,7 +7,7 @@ from itertools import pairwise
 import pytest
 from helpers import FakeClock
 
-from watcher.ratelimit import RateLimiter
+from watcher._ratelimit import RateLimiter
 
 
 @pytest.mark.anyio

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK, SimFactory
 
-from watcher.inputs import Job
+from watcher._inputs import Job
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

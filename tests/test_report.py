@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 import pytest
 
-from watcher.errors import ConfigError
-from watcher.ledger import read_manifest
-from watcher.manifest import ErrorInfo, JobResult, SavedFile, Tally
-from watcher.report import (
+from watcher._errors import ConfigError
+from watcher._ledger import read_manifest
+from watcher._manifest import ErrorInfo, JobResult, SavedFile, Tally
+from watcher._report import (
     FailureGroup,
     Percentiles,
     Report,

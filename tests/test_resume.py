@@ -24,8 +24,8 @@ from helpers import (
     wait_until,
 )
 
-from watcher.errors import InputError
-from watcher.ledger import recover
+from watcher._errors import InputError
+from watcher._ledger import recover
 
 
 @pytest.mark.anyio

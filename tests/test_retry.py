@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from watcher.retry import RetryPolicy
+from watcher._retry import RetryPolicy
 
 
 def test_delays_stay_under_a_doubling_ceiling_capped() -> None:

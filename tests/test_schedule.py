@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from watcher.inputs import Job
-from watcher.schedule import Schedule, Watched, next_poll
+from watcher._inputs import Job
+from watcher._schedule import Schedule, Watched, next_poll
 
 
 def _watched(job_id: str, admitted: float = 0.0, deadline: float | None = None) -> Watched:

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from watcher.errors import ConfigError
-from watcher.shard import Shard, parse_shard, shard_of, shard_type
+from watcher._errors import ConfigError
+from watcher._shard import Shard, parse_shard, shard_of, shard_type
 
 IDS = [uuid.UUID(int=i * 0x9E3779B97F4A7C15 + 17).hex for i in range(10_000)]
 
@@ -81,7 +81,7 @@ def test_ownership_is_stable_across_processes() -> None:
     """A fresh interpreter with another hash seed assigns the same shards (no use of hash())."""
     here = [shard_of(job_id, 7) for job_id in IDS[:200]]
     code = (
-        "import sys; from watcher.shard import shard_of; "
+        "import sys; from watcher._shard import shard_of; "
         "print(','.join(str(shard_of(i, 7)) for i in sys.argv[1:]))"
     )
     done = subprocess.run(  # noqa: S603 - our own interpreter, fixed code

@@ -18,8 +18,8 @@ import orjson
 import pytest
 from helpers import SIM_FAST, TEST_PROJECT_ID, ApiSigner
 
-from watcher.auth import AkSk, Token
-from watcher.inputs import Job
+from watcher._auth import AkSk, Token
+from watcher._inputs import Job
 from watcher.sim import SimConfig, SimThread, Simulator, serve
 from watcher.sim.gateway import Throttle
 from watcher.sim.media import FileKind, files_of
@@ -124,7 +124,7 @@ def assert_error(reply: Reply, status: int, code: str, message: str = "") -> Non
 
 
 async def test_signed_request_is_accepted(api: Api) -> None:
-    """A request signed with watcher.auth.sign creates a job and carries X-Request-Id."""
+    """A request signed with watcher._auth.sign creates a job and carries X-Request-Id."""
     reply = await api.call("POST", api.url("async-jobs"), doc={"text": "hi", "voice_asset_id": "v"})
     assert reply.status == 200
     assert len(reply.body["job_id"]) == 32

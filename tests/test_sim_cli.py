@@ -16,8 +16,8 @@ import orjson
 import pytest
 from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK, ApiSigner
 
-from watcher.auth import AkSk, Token
-from watcher.errors import ConfigError
+from watcher._auth import AkSk, Token
+from watcher._errors import ConfigError
 from watcher.sim.cli import add_arguments, read_preload, resolve_credentials
 from watcher.sim.config import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from helpers import FakeClock
 
-from watcher.auth import AkSk
+from watcher._auth import AkSk
 from watcher.sim import SimConfig
 from watcher.sim.jobs import FAILURES, JobQueue, JobState, synthesis_seconds
 from watcher.sim.stats import SimStats
@@ -200,7 +200,7 @@ def test_config_rejects_out_of_range_values(bad: dict[str, Any]) -> None:
 def test_random_order_preloads_start_out_of_creation_order_on_the_same_slots() -> None:
     """--random-order: preloaded jobs start in a seeded shuffle of creation order, never more
     at once than the slots, and the same seed gives the same order."""
-    from watcher.inputs import Job
+    from watcher._inputs import Job
     from watcher.sim import Simulator
 
     jobs = [Job(f"job-{i:03d}", {"text_length": 20}) for i in range(40)]

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from watcher.inputs import Job
+from watcher._inputs import Job
 
 JOB = Job("far-away", {"text_length": 78})  # a 199,724-byte WAV
 
@@ -45,7 +45,7 @@ async def test_first_byte_latency_and_bandwidth_cap_slow_each_download(sim_facto
 
 def test_storage_link_settings_are_checked() -> None:
     """A negative latency or a zero bandwidth is refused with a message naming it."""
-    from watcher.auth import AkSk
+    from watcher._auth import AkSk
     from watcher.sim import SimConfig
 
     with pytest.raises(ValueError, match="storage_latency"):

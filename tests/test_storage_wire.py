@@ -47,19 +47,19 @@ from hostile_storage import (
 )
 
 from watcher import cli
-from watcher.api import JobStatus
-from watcher.config import DownloadPolicy
-from watcher.download import Finished, JobDownload, download_worker
-from watcher.errors import ApiError, DownloadError, OutageError
-from watcher.inputs import Job
-from watcher.manifest import JobResult
-from watcher.outage import Outage
-from watcher.progress import Snapshot
-from watcher.retry import RetryPolicy
-from watcher.schedule import Watched
+from watcher._api import JobStatus
+from watcher._config import DownloadPolicy
+from watcher._download import Finished, JobDownload, download_worker
+from watcher._errors import ApiError, DownloadError, OutageError
+from watcher._inputs import Job
+from watcher._manifest import JobResult
+from watcher._outage import Outage
+from watcher._progress import Snapshot
+from watcher._retry import RetryPolicy
+from watcher._schedule import Watched
+from watcher._transfer import fetch_file
+from watcher._watch import Hooks, storage_session, watch
 from watcher.sim.faults import FaultPlan
-from watcher.transfer import fetch_file
-from watcher.watch import Hooks, storage_session, watch
 
 BODY = bytes(range(256)) * 1200  # 307,200 bytes: streamed in 4 KiB chunks
 

@@ -19,11 +19,10 @@ from aiohttp.client_reqrep import ConnectionKey
 from helpers import TEST_AK as AK
 from helpers import FakeClock, SimFactory
 
-from watcher.cli import main
-from watcher.errors import ApiError, ConfigError, InputError, ThrottledError, TransportError
-from watcher.inputs import parse_line
-from watcher.ratelimit import RateLimiter
-from watcher.submit import (
+from watcher._errors import ApiError, ConfigError, InputError, ThrottledError, TransportError
+from watcher._inputs import parse_line
+from watcher._ratelimit import RateLimiter
+from watcher._submit import (
     MAX_LINE_BYTES,
     BadLine,
     Request,
@@ -36,6 +35,7 @@ from watcher.submit import (
     run,
     submit_all,
 )
+from watcher.cli import main
 
 VOICE = "voice-anna"
 

@@ -19,7 +19,7 @@ from helpers import (
     run_jobs,
 )
 
-from watcher.auth import AkSk
+from watcher._auth import AkSk
 from watcher.sim import SimConfig, SimThread, Simulator
 
 

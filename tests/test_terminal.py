@@ -25,7 +25,7 @@ import pyte
 import pytest
 from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK, SimFactory
 
-from watcher.inputs import Job
+from watcher._inputs import Job
 
 STATUS = re.compile(r"\d+ jobs: ")  # only the status line says "N jobs:"
 LOG = re.compile(r"\[(debug|info|warning|error)")

@@ -11,9 +11,9 @@ import pytest
 from helpers import FAST, SimFactory, make_jobs, read_manifest, run_config, run_jobs
 from helpers import TEST_AK as AK
 
-from watcher.auth import AkSk, Token
-from watcher.errors import AuthError, InputError
-from watcher.inputs import Job
+from watcher._auth import AkSk, Token
+from watcher._errors import AuthError, InputError
+from watcher._inputs import Job
 
 
 @pytest.mark.anyio

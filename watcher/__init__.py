@@ -14,10 +14,9 @@ are saved; one JSONL manifest line is written per job. As a library:
 
 from __future__ import annotations
 
-from watcher._version import __version__
-from watcher.auth import AkSk, Token
-from watcher.config import ApiConfig, DownloadPolicy, PollPolicy, RunConfig
-from watcher.errors import (
+from watcher._auth import AkSk, Token
+from watcher._config import ApiConfig, DownloadPolicy, PollPolicy, RunConfig
+from watcher._errors import (
     ApiError,
     AuthError,
     ConfigError,
@@ -27,10 +26,11 @@ from watcher.errors import (
     TransportError,
     WatcherError,
 )
-from watcher.inputs import Job
-from watcher.manifest import ErrorInfo, JobResult, SavedFile
-from watcher.retry import RetryPolicy
-from watcher.watch import Hooks, Summary, Watcher
+from watcher._inputs import Job
+from watcher._manifest import ErrorInfo, JobResult, SavedFile
+from watcher._retry import RetryPolicy
+from watcher._version import __version__
+from watcher._watch import Hooks, Summary, Watcher
 
 __all__ = [
     "AkSk",

@@ -28,15 +28,20 @@ from urllib.parse import urlsplit
 import anyio
 import structlog
 
-from watcher import __version__, exits, logs, merge, report, submit
-from watcher.auth import AkSk
-from watcher.bucket import BucketUrl, store_options
-from watcher.config import DownloadPolicy, PollPolicy, RunConfig
-from watcher.errors import ConfigError, Exit, InputError, NoJobsError
-from watcher.inputs import Job, check_inputs, read_inputs
-from watcher.metrics import Metrics, MetricsConfig, Publisher
-from watcher.naming import check_template
-from watcher.options import (
+from watcher import __version__
+from watcher import _exits as exits
+from watcher import _logs as logs
+from watcher import _merge as merge
+from watcher import _report as report
+from watcher import _submit as submit
+from watcher._auth import AkSk
+from watcher._bucket import BucketUrl, store_options
+from watcher._config import DownloadPolicy, PollPolicy, RunConfig
+from watcher._errors import ConfigError, Exit, InputError, NoJobsError
+from watcher._inputs import Job, check_inputs, read_inputs
+from watcher._metrics import Metrics, MetricsConfig, Publisher
+from watcher._naming import check_template
+from watcher._options import (
     DAY,
     PORT,
     DefaultsHelp,
@@ -45,11 +50,11 @@ from watcher.options import (
     number,
     positive,
 )
-from watcher.progress import Screen, Snapshot, TerminalProgress, log_progress, on_terminal
-from watcher.settings import apply
-from watcher.shard import shard_type
+from watcher._progress import Screen, Snapshot, TerminalProgress, log_progress, on_terminal
+from watcher._settings import apply
+from watcher._shard import shard_type
+from watcher._watch import Hooks, Summary, watch
 from watcher.sim import cli as sim_cli
-from watcher.watch import Hooks, Summary, watch
 
 log = structlog.get_logger("watcher.cli")
 FILE_KINDS = ("audio", "srt", "info", "action")

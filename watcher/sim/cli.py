@@ -2,14 +2,14 @@
 
 The first line on stdout is the base URL (flushed at once), so a script can start it on port 0 and
 read where it listens; everything else goes to stderr. Credentials are found as `watcher run`
-finds them (`watcher.credentials.discover`), so one set of exports serves both; flags override.
+finds them (`watcher._credentials.discover`), so one set of exports serves both; flags override.
 With none found, the demo credentials are accepted and printed as `export` lines to paste. Secrets
 that came from the environment, a file or a flag are never printed.
 
 `--fault NAME=RATE` (repeatable) and `--slow-seconds` inject faults (see `watcher.sim.faults`).
 
 Exit status: 0 after a signal; 2 for unusable flags (a bad `--fault` or `--port` among them),
-credentials or preload file, or a port that cannot be bound. `run` raises; `watcher.exits` (via
+credentials or preload file, or a port that cannot be bound. `run` raises; `watcher._exits` (via
 `watcher sim` or `main` here) turns the error into the message and the code.
 """
 
@@ -26,12 +26,12 @@ from typing import IO
 
 import anyio
 
-from watcher import exits
-from watcher.auth import AkSk, Token
-from watcher.credentials import discover
-from watcher.errors import ConfigError, InputError
-from watcher.inputs import Job, parse_line
-from watcher.options import DAY, PORT, number, positive
+from watcher import _exits as exits
+from watcher._auth import AkSk, Token
+from watcher._credentials import discover
+from watcher._errors import ConfigError, InputError
+from watcher._inputs import Job, parse_line
+from watcher._options import DAY, PORT, number, positive
 from watcher.sim.config import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, SimConfig
 from watcher.sim.faults import DEFAULT_SLOW_SECONDS, Fault, plan_from_specs
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from watcher.auth import AkSk, Token
+from watcher._auth import AkSk, Token
 from watcher.sim.faults import NO_FAULTS, FaultPlan
 
 DEMO_AK = "SIMDEMOAK00000000000"

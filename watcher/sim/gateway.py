@@ -6,7 +6,7 @@ For every route except object storage (`/obs/...`), in this order:
 2. Authentication -> 401 `APIGW.0301`. Token mode: `X-Auth-Token` must equal the configured token.
    AK/SK mode: the `Authorization: SDK-HMAC-SHA256 ...` header must name the configured AK, sign
    at least `host` and `x-sdk-date`, and carry the signature of the canonical request rebuilt
-   from the request as received (with `watcher.auth`, the same code the client signs with);
+   from the request as received (with `watcher._auth`, the same code the client signs with);
    `X-Sdk-Date` must be within `max_skew` of the wall clock; temporary credentials need the
    matching `X-Security-Token`.
 3. Project -> 403 `MSS.000000004`: `X-Project-Id` (required with AK/SK) and the path's project id
@@ -32,7 +32,7 @@ import anyio
 import orjson
 from aiohttp import web
 
-from watcher.auth import (
+from watcher._auth import (
     AkSk,
     Token,
     canonical_request,

@@ -16,7 +16,7 @@ import anyio
 from aiohttp import web
 from anyio.from_thread import start_blocking_portal
 
-from watcher.inputs import Job
+from watcher._inputs import Job
 from watcher.sim.app import create_app
 from watcher.sim.config import SimConfig
 from watcher.sim.simulator import Simulator

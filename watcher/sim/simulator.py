@@ -1,7 +1,7 @@
 """The simulator's state: its config, jobs, result files, link signer, gateway, faults, counters.
 
 One `Simulator` backs one server. It is created from a `SimConfig` (clocks injectable for tests)
-and can `preload` job records read by `watcher.inputs`, so a demo's example job ids resolve.
+and can `preload` job records read by `watcher._inputs`, so a demo's example job ids resolve.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Iterable
 
-from watcher.inputs import Job
+from watcher._inputs import Job
 from watcher.sim.config import SimConfig
 from watcher.sim.faults import Faults
 from watcher.sim.gateway import Gateway

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from watcher.errors import ConfigError, LedgerError
-from watcher.ledger import BadLine, Ledger, Line, read_manifest
-from watcher.manifest import JobResult, os_reason
+from watcher._errors import ConfigError, LedgerError
+from watcher._ledger import BadLine, Ledger, Line, read_manifest
+from watcher._manifest import JobResult, os_reason
 
 
 @dataclass(frozen=True, slots=True)

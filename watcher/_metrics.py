@@ -32,8 +32,8 @@ from prometheus_client import (
     write_to_textfile,
 )
 
-from watcher.manifest import JobResult
-from watcher.progress import Snapshot
+from watcher._manifest import JobResult
+from watcher._progress import Snapshot
 
 log = structlog.get_logger("watcher.metrics")
 DELAY_BUCKETS = (0.5, 1, 2, 3, 5, 8, 13, 21, 34, 55, 90, 180, 600, 1800, 3600)

@@ -1,6 +1,6 @@
 """One run per batch at a time: an advisory lock on `--out` and on the manifest.
 
-A run holds `fcntl.flock` on `<out>/.watcher.lock` and on `.<name>.lock` beside the manifest
+A run holds `fcntl.flock` on `<out>/.watcher._lock` and on `.<name>.lock` beside the manifest
 (`--manifest -` locks `--out` only): two lock files, so a run that shares either the folder or
 the manifest with another one is refused, while batches that only share a manifest folder are
 not. The kernel drops a lock when its process ends, however it ends, so `kill -9` never leaves
@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from watcher.errors import LedgerError
+from watcher._errors import LedgerError
 
-LOCK_NAME = ".watcher.lock"
+LOCK_NAME = ".watcher._lock"
 TRIES = 5
 
 

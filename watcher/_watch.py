@@ -31,25 +31,25 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from watcher import logs
-from watcher.api import USER_AGENT, MetaStudioClient
-from watcher.bucket import Bucket
-from watcher.config import DownloadPolicy, RunConfig
-from watcher.download import Finished, JobDownload, download_worker
-from watcher.errors import InputError, LedgerError
-from watcher.exits import leaves, unwrap
-from watcher.gate import ApiGate
-from watcher.inputs import Job, check_job_id
-from watcher.ledger import BatchSummary, Ledger, recover
-from watcher.lock import BatchLock, lock_paths
-from watcher.manifest import JobResult, ManifestFile, Tally, os_reason, write_all
-from watcher.naming import Namer
-from watcher.outage import Outage
-from watcher.poller import Poller, PollStats
-from watcher.progress import Snapshot
-from watcher.resume import ResumeStats, remove_partials, unsettled
-from watcher.shard import Shard
-from watcher.sweeper import Sweeper
+from watcher import _logs as logs
+from watcher._api import USER_AGENT, MetaStudioClient
+from watcher._bucket import Bucket
+from watcher._config import DownloadPolicy, RunConfig
+from watcher._download import Finished, JobDownload, download_worker
+from watcher._errors import InputError, LedgerError
+from watcher._exits import leaves, unwrap
+from watcher._gate import ApiGate
+from watcher._inputs import Job, check_job_id
+from watcher._ledger import BatchSummary, Ledger, recover
+from watcher._lock import BatchLock, lock_paths
+from watcher._manifest import JobResult, ManifestFile, Tally, os_reason, write_all
+from watcher._naming import Namer
+from watcher._outage import Outage
+from watcher._poller import Poller, PollStats
+from watcher._progress import Snapshot
+from watcher._resume import ResumeStats, remove_partials, unsettled
+from watcher._shard import Shard
+from watcher._sweeper import Sweeper
 
 log = structlog.get_logger("watcher.watch")
 

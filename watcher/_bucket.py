@@ -47,8 +47,8 @@ from obstore.exceptions import (
 )
 from obstore.store import S3Store
 
-from watcher.errors import ConfigError, DownloadError, LedgerError
-from watcher.manifest import JobResult
+from watcher._errors import ConfigError, DownloadError, LedgerError
+from watcher._manifest import JobResult
 
 SCHEMES = ("s3", "obs")
 MULTIPART_BYTES = 8 * 1024 * 1024

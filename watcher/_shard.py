@@ -13,7 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from watcher.errors import ConfigError
+from watcher._errors import ConfigError
 
 _SHARD = re.compile(r"(\d+)/(\d+)")
 

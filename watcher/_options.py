@@ -12,9 +12,9 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from watcher.config import REGIONS, ApiConfig
-from watcher.credentials import discover
-from watcher.errors import ConfigError
+from watcher._config import REGIONS, ApiConfig
+from watcher._credentials import discover
+from watcher._errors import ConfigError
 
 PROJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 

@@ -66,12 +66,12 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from watcher.api import JobPage
-from watcher.config import PollPolicy
-from watcher.errors import ApiError, AuthError, TransportError
-from watcher.gate import ApiGate, Deferred, ListUnavailable
-from watcher.poller import Poller
-from watcher.schedule import Watched
+from watcher._api import JobPage
+from watcher._config import PollPolicy
+from watcher._errors import ApiError, AuthError, TransportError
+from watcher._gate import ApiGate, Deferred, ListUnavailable
+from watcher._poller import Poller
+from watcher._schedule import Watched
 
 log = structlog.get_logger("watcher.sweeper")
 PAGE = 100

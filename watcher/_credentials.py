@@ -23,8 +23,8 @@ from pathlib import Path
 
 import structlog
 
-from watcher.auth import AkSk, Credentials, Token
-from watcher.errors import ConfigError
+from watcher._auth import AkSk, Credentials, Token
+from watcher._errors import ConfigError
 
 log = structlog.get_logger("watcher.credentials")
 

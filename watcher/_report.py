@@ -26,9 +26,9 @@ import anyio
 import orjson
 import structlog
 
-from watcher.bucket import Bucket, BucketUrl
-from watcher.errors import ConfigError
-from watcher.ledger import (
+from watcher._bucket import Bucket, BucketUrl
+from watcher._errors import ConfigError
+from watcher._ledger import (
     BadLine,
     BatchSummary,
     Ledger,
@@ -37,7 +37,7 @@ from watcher.ledger import (
     read_manifest,
     render_batch,
 )
-from watcher.manifest import STATUSES, Tally
+from watcher._manifest import STATUSES, Tally
 
 log = structlog.get_logger("watcher.report")
 
@@ -435,7 +435,7 @@ def _run(args: argparse.Namespace, manifest: str, title: str) -> int:
     if args.html is None:
         report = Report.from_path(manifest, warn=warn)
     else:
-        from watcher import html  # imported here: the page module builds on this one
+        from watcher import _html as html  # imported here: the page module builds on this one
 
         report, records = html.load(manifest, warn)
         html.write(args.html, report, records, title)

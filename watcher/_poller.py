@@ -40,14 +40,14 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
-from watcher.api import JobStatus, cut
-from watcher.config import PollPolicy
-from watcher.download import Finished
-from watcher.errors import ApiError, AuthError, InputError, TransportError
-from watcher.gate import ApiCounts, ApiGate, Deferred
-from watcher.inputs import Job
-from watcher.manifest import ErrorInfo, JobResult
-from watcher.schedule import Schedule, Watched, next_poll
+from watcher._api import JobStatus, cut
+from watcher._config import PollPolicy
+from watcher._download import Finished
+from watcher._errors import ApiError, AuthError, InputError, TransportError
+from watcher._gate import ApiCounts, ApiGate, Deferred
+from watcher._inputs import Job
+from watcher._manifest import ErrorInfo, JobResult
+from watcher._schedule import Schedule, Watched, next_poll
 
 log = structlog.get_logger("watcher.poller")
 CODE_WAIT = 60.0  # seconds a list-seen FAILED job may wait for a spare slot to ask its code

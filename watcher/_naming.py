@@ -15,8 +15,8 @@ import string
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from watcher.errors import ConfigError, InputError
-from watcher.inputs import Job
+from watcher._errors import ConfigError, InputError
+from watcher._inputs import Job
 
 DEFAULT = "{job_id}"
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

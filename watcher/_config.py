@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from watcher.auth import Credentials
-from watcher.bucket import BucketUrl
-from watcher.ratelimit import HEADROOM
-from watcher.retry import RetryPolicy
-from watcher.shard import Shard
+from watcher._auth import Credentials
+from watcher._bucket import BucketUrl
+from watcher._ratelimit import HEADROOM
+from watcher._retry import RetryPolicy
+from watcher._shard import Shard
 
 REGIONS = {
     "cn-north-4": "https://metastudio.cn-north-4.myhuaweicloud.com",

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import count
 
-from watcher.inputs import Job
-from watcher.manifest import ErrorInfo, JobResult, SavedFile
+from watcher._inputs import Job
+from watcher._manifest import ErrorInfo, JobResult, SavedFile
 
 
 @dataclass(slots=True, eq=False)

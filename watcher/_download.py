@@ -32,17 +32,17 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from yarl import URL
 
-from watcher.api import JobStatus
-from watcher.audio import audio_seconds
-from watcher.bucket import Bucket
-from watcher.config import DownloadPolicy
-from watcher.errors import ApiError, DownloadError, TransportError
-from watcher.inputs import Job
-from watcher.manifest import ErrorInfo, JobResult, SavedFile
-from watcher.outage import Outage
-from watcher.schedule import Watched
-from watcher.transfer import PART_SUFFIX as PART_SUFFIX
-from watcher.transfer import Resume, Throttled, Unanswered, clip, discard, fetch_file
+from watcher._api import JobStatus
+from watcher._audio import audio_seconds
+from watcher._bucket import Bucket
+from watcher._config import DownloadPolicy
+from watcher._errors import ApiError, DownloadError, TransportError
+from watcher._inputs import Job
+from watcher._manifest import ErrorInfo, JobResult, SavedFile
+from watcher._outage import Outage
+from watcher._schedule import Watched
+from watcher._transfer import PART_SUFFIX as PART_SUFFIX
+from watcher._transfer import Resume, Throttled, Unanswered, clip, discard, fetch_file
 
 log = structlog.get_logger("watcher.download")
 Refresh = Callable[[str], Awaitable[JobStatus]]

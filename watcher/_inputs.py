@@ -27,7 +27,7 @@ import anyio.to_thread
 import orjson
 import structlog
 
-from watcher.errors import ConfigError, InputError
+from watcher._errors import ConfigError, InputError
 
 log = structlog.get_logger("watcher.inputs")
 

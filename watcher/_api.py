@@ -25,12 +25,12 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from watcher._auth import AkSk, Token, canonical_query, sign
+from watcher._config import ApiConfig
+from watcher._credentials import TokenFile
+from watcher._errors import ApiError, AuthError, ThrottledError, TransportError
+from watcher._retry import parse_retry_after
 from watcher._version import __version__
-from watcher.auth import AkSk, Token, canonical_query, sign
-from watcher.config import ApiConfig
-from watcher.credentials import TokenFile
-from watcher.errors import ApiError, AuthError, ThrottledError, TransportError
-from watcher.retry import parse_retry_after
 
 USER_AGENT = f"watcher/{__version__}"
 AUTH_CODES = frozenset({"APIGW.0301", "APIG.0301", "MSS.000000004", "MSS.00000004"})

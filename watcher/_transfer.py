@@ -35,10 +35,10 @@ import anyio.to_thread
 import structlog
 from yarl import URL
 
-from watcher.config import DownloadPolicy
-from watcher.errors import DownloadError
-from watcher.manifest import SavedFile
-from watcher.retry import parse_retry_after
+from watcher._config import DownloadPolicy
+from watcher._errors import DownloadError
+from watcher._manifest import SavedFile
+from watcher._retry import parse_retry_after
 
 log = structlog.get_logger("watcher.transfer")
 PART_SUFFIX = ".part"

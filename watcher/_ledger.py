@@ -39,8 +39,8 @@ from typing import Any
 
 import orjson
 
-from watcher.errors import LedgerError
-from watcher.manifest import STATUSES, ErrorInfo, JobResult, SavedFile, os_reason
+from watcher._errors import LedgerError
+from watcher._manifest import STATUSES, ErrorInfo, JobResult, SavedFile, os_reason
 
 _OLDEST = datetime.min.replace(tzinfo=UTC)
 

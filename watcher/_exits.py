@@ -30,7 +30,7 @@ from typing import IO
 
 import anyio
 
-from watcher.errors import (
+from watcher._errors import (
     AuthError,
     ConfigError,
     Exit,

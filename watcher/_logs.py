@@ -16,7 +16,7 @@ from typing import Any, Literal
 import orjson
 import structlog
 
-from watcher.progress import Screen
+from watcher._progress import Screen
 
 REDACTED = "***"
 

@@ -37,11 +37,11 @@ from typing import TypeVar
 import anyio
 import structlog
 
-from watcher.api import AnswerError, JobPage, JobStatus, MetaStudioClient, RetryableAuth, cut
-from watcher.config import PollPolicy
-from watcher.errors import ApiError, AuthError, ThrottledError, TransportError, WatcherError
-from watcher.outage import Outage
-from watcher.ratelimit import RateLimiter
+from watcher._api import AnswerError, JobPage, JobStatus, MetaStudioClient, RetryableAuth, cut
+from watcher._config import PollPolicy
+from watcher._errors import ApiError, AuthError, ThrottledError, TransportError, WatcherError
+from watcher._outage import Outage
+from watcher._ratelimit import RateLimiter
 
 log = structlog.get_logger("watcher.gate")
 T = TypeVar("T")

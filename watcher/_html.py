@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from watcher.report import Percentiles, Report, printable, read_ledger
+from watcher._report import Percentiles, Report, printable, read_ledger
 
 # Colour per status (colour-blind-safe: Okabe-Ito), and their order in a stack.
 COLOURS = {

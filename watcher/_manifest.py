@@ -28,7 +28,7 @@ import anyio.to_thread
 import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from watcher.errors import LedgerError
+from watcher._errors import LedgerError
 
 STATUSES = ("SUCCEED", "FAILED", "ERROR", "TIMEOUT", "INVALID")
 VERSION = 2  # lines without "v" are version 1: paths relative to that run's cwd, or absolute

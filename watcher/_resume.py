@@ -22,11 +22,11 @@ import anyio.lowlevel
 import anyio.to_thread
 import structlog
 
-from watcher.download import PART_SUFFIX
-from watcher.errors import InputError, LedgerError
-from watcher.inputs import JOB_ID, Job
-from watcher.ledger import Ledger, done, unchanged
-from watcher.manifest import JobResult, os_reason
+from watcher._download import PART_SUFFIX
+from watcher._errors import InputError, LedgerError
+from watcher._inputs import JOB_ID, Job
+from watcher._ledger import Ledger, done, unchanged
+from watcher._manifest import JobResult, os_reason
 
 log = structlog.get_logger("watcher.resume")
 CHECKPOINT_EVERY = 256  # cheap checks between two yields to the event loop

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import anyio
 import structlog
 
-from watcher.errors import OutageError
+from watcher._errors import OutageError
 
 log = structlog.get_logger("watcher.outage")
 

@@ -37,9 +37,9 @@ import anyio
 import anyio.to_thread
 import orjson
 
-from watcher.api import USER_AGENT, MetaStudioClient
-from watcher.config import ApiConfig
-from watcher.errors import (
+from watcher._api import USER_AGENT, MetaStudioClient
+from watcher._config import ApiConfig
+from watcher._errors import (
     ApiError,
     AuthError,
     ConfigError,
@@ -48,11 +48,11 @@ from watcher.errors import (
     TransportError,
     WatcherError,
 )
-from watcher.exits import unwrap
-from watcher.inputs import MAX_LINE_BYTES as RUN_LINE_BYTES
-from watcher.inputs import check_inputs, read_lines
-from watcher.options import add_api_arguments, api_config, positive
-from watcher.ratelimit import HEADROOM, RateLimiter
+from watcher._exits import unwrap
+from watcher._inputs import MAX_LINE_BYTES as RUN_LINE_BYTES
+from watcher._inputs import check_inputs, read_lines
+from watcher._options import add_api_arguments, api_config, positive
+from watcher._ratelimit import HEADROOM, RateLimiter
 
 # The CreateAsyncTtsJob body fields a line may carry; its other fields are passed through.
 BODY_FIELDS = frozenset(
