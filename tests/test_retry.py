@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from watcher._retry import RetryPolicy
+from watcher._retry import Retrying, RetryPolicy
 
 
 def test_delays_stay_under_a_doubling_ceiling_capped() -> None:
@@ -33,3 +33,31 @@ def test_nonsense_policies_are_refused() -> None:
         RetryPolicy(attempts=0)
     with pytest.raises(ValueError, match="retry policy"):
         RetryPolicy(base=2.0, cap=1.0)
+
+
+def test_backoff_gives_up_after_the_policys_tries_and_honours_floor_and_hint() -> None:
+    """`backoff` is None from the `attempts`-th failure on; below that, at least floor and hint."""
+    policy = RetryPolicy(attempts=3, base=1.0, cap=1.0)
+    rng = random.Random(3)
+    assert policy.backoff(3, rng) is None
+    assert policy.backoff(4, rng) is None
+    assert policy.backoff(2, rng, floor=3.0) == 3.0
+    assert policy.backoff(1, rng, hint=7.5) == 7.5
+    assert 0.0 <= (policy.backoff(1, rng) or -1.0) <= 1.0
+
+
+@pytest.mark.anyio
+async def test_retrying_waits_between_tries_and_stops_at_the_last() -> None:
+    """`Retrying.wait` sleeps attempts-1 times, then says give up without sleeping again."""
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    retrying = Retrying(RetryPolicy(attempts=4, base=2.0, cap=2.0), random.Random(5), sleep)
+    outcomes = [await retrying.wait(hint=0.5) for _ in range(5)]
+    assert outcomes == [True, True, True, False, False]
+    assert len(slept) == 3
+    assert all(0.5 <= s <= 2.0 for s in slept)
+    retrying.succeeded()
+    assert retrying.failed() is not None  # a success starts the count again
