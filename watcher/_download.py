@@ -32,7 +32,6 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from yarl import URL
 
-from watcher._api import JobStatus
 from watcher._audio import audio_seconds
 from watcher._bucket import Bucket
 from watcher._config import DownloadPolicy
@@ -40,6 +39,7 @@ from watcher._errors import ApiError, DownloadError, TransportError
 from watcher._inputs import Job
 from watcher._manifest import ErrorInfo, JobResult, SavedFile
 from watcher._outage import Outage
+from watcher._parse import JobStatus
 from watcher._schedule import Watched
 from watcher._transfer import PART_SUFFIX as PART_SUFFIX
 from watcher._transfer import Resume, Throttled, Unanswered, clip, discard, fetch_file
