@@ -71,8 +71,8 @@ from common import (
 )
 from yarl import URL
 
-from watcher._api import MetaStudioClient
 from watcher._auth import AkSk
+from watcher._client import MetaStudioClient
 from watcher._config import ApiConfig
 
 CURL = "/usr/bin/curl"

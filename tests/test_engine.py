@@ -19,7 +19,7 @@ import anyio
 import pytest
 from helpers import FakeClock, virtual_time
 
-from watcher._api import JobPage, JobStatus, MetaStudioClient
+from watcher._client import MetaStudioClient
 from watcher._config import PollPolicy
 from watcher._download import Finished
 from watcher._errors import ApiError, AuthError, InputError
@@ -27,6 +27,7 @@ from watcher._gate import ApiGate
 from watcher._inputs import Job
 from watcher._manifest import JobResult
 from watcher._outage import Outage
+from watcher._parse import JobPage, JobStatus
 from watcher._poller import Poller
 from watcher._retry import RetryPolicy
 from watcher._sweeper import SLACK, Sweeper

@@ -12,10 +12,11 @@ import aiohttp
 import pytest
 from helpers import FAST, FakeClock, SimFactory, make_jobs, run_config
 
-from watcher._api import AnswerError, JobPage, JobStatus, MetaStudioClient, RetryableAuth
+from watcher._client import MetaStudioClient, RetryableAuth
 from watcher._errors import ApiError, AuthError, ThrottledError, TransportError
 from watcher._gate import ApiGate, Deferred, ListUnavailable
 from watcher._outage import Outage
+from watcher._parse import AnswerError, JobPage, JobStatus
 
 
 class FakeClient:

@@ -428,3 +428,24 @@ async def test_the_list_is_tried_again_later_and_sweeps_resume(
     assert api.count("list") >= 3
     assert summary.polls.sightings > 0
     assert any(e["event"] == "the list call works again: sweeps resume" for e in logs)
+
+
+@pytest.mark.anyio
+async def test_credentials_refused_while_fetching_fresh_links_stop_the_run(
+    tmp_path: Path,
+) -> None:
+    """Links already expired, and the API refusing every request after the first answers: the
+    fresh-links call's fatal AuthError stops the run (exit 2), it is not one ERROR per job."""
+    jobs = make_jobs(4)
+    async with hostile_api() as api:
+
+        def show(asked: Asked) -> Reply:
+            if asked.nth > 1:  # the fresh-links call: credentials refused from now on
+                return Reply(401, {"error_code": "APIGW.0301", "error_msg": "key disabled"})
+            link = f"{api.url}/files/{asked.job_id}.wav?Expires=1"  # expired: refresh first
+            return Reply(body={"state": "SUCCEED", "audio_file_url": link})
+
+        api.show = show
+        with anyio.fail_after(10), pytest.raises(AuthError, match="key disabled"):
+            await run_jobs(run_config(api.url, tmp_path), *jobs)
+    assert not [r for r in read_manifest(tmp_path) if r["status"] == "ERROR"]

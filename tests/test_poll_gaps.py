@@ -11,11 +11,11 @@ import anyio
 import pytest
 from helpers import FAST
 
-from watcher._api import JobStatus
 from watcher._download import Finished
 from watcher._gate import ApiCounts, ApiGate
 from watcher._inputs import Job
 from watcher._manifest import JobResult
+from watcher._parse import JobStatus
 from watcher._poller import Poller
 from watcher._schedule import Watched
 

@@ -21,9 +21,9 @@ import orjson
 import pytest
 from helpers import TEST_PROJECT_ID, ApiSigner, FakeClock, SimFactory, run_in_virtual_time
 
-from watcher._api import FILE_FIELDS
 from watcher._auth import AkSk
 from watcher._inputs import Job
+from watcher._parse import FILE_FIELDS
 from watcher.sim import SimConfig, SimThread, Simulator, serve
 from watcher.sim.cli import main as sim_main
 from watcher.sim.config import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK
@@ -620,7 +620,7 @@ async def test_sim_files_route_matches_downloads(
 
 
 def test_file_labels_are_the_watchers_names() -> None:
-    """The sim names each file as watcher._api.FILE_FIELDS does, by its link field."""
+    """The sim names each file as watcher._parse.FILE_FIELDS does, by its link field."""
     assert {file_label(kind): kind.field for kind in FileKind} == FILE_FIELDS
 
 

@@ -47,13 +47,13 @@ from hostile_storage import (
 )
 
 from watcher import cli
-from watcher._api import JobStatus
 from watcher._config import DownloadPolicy
 from watcher._download import Finished, JobDownload, download_worker
 from watcher._errors import ApiError, DownloadError, OutageError
 from watcher._inputs import Job
 from watcher._manifest import JobResult
 from watcher._outage import Outage
+from watcher._parse import JobStatus
 from watcher._progress import Snapshot
 from watcher._retry import RetryPolicy
 from watcher._schedule import Watched

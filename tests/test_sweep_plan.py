@@ -17,11 +17,11 @@ import anyio
 import pytest
 from helpers import FAST, FAST_DOWNLOADS, make_jobs, read_manifest, run_config, run_jobs
 
-from watcher._api import JobPage, JobStatus, ListedJob
 from watcher._download import Finished
 from watcher._gate import ApiCounts, ApiGate
 from watcher._inputs import Job
 from watcher._manifest import JobResult
+from watcher._parse import JobPage, JobStatus, ListedJob
 from watcher._poller import Poller
 from watcher._schedule import Watched
 from watcher._sweeper import PAGE, ChangeRate, Plan, Seat, Sweeper, plan

@@ -1,8 +1,8 @@
 """Authentication for the MetaStudio API: an IAM token header, or SDK-HMAC-SHA256 request signing.
 
 The signing follows the official SDK (`huaweicloudsdkcore.signer.Signer`) byte for byte; both the
-client (`api.py`) and the simulator's verifier (`sim/`) build the canonical request here, so there
-is one definition of it. Everything is a pure function; the clock is an argument.
+client (`_client.py`) and the simulator's verifier (`sim/`) build the canonical request here, so
+there is one definition of it. Everything is a pure function; the clock is an argument.
 
 Secrets never appear in a `repr`: credential objects mask them.
 """

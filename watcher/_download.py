@@ -5,10 +5,11 @@ Workers read `Finished` jobs from one bounded stream (back-pressure on the polle
 or an error; see there), over the downloads' own session, which carries no API credentials.
 
 Transient failures (resets, short bodies, stalls, 5xx, 429 / 503 SlowDown with their Retry-After,
-at most 60 s) are tried again with jittered backoff, up to `retry.attempts` per file, resuming
-where the last try stopped. A refused link (403: expired or revoked) and a link within
-`link_margin` of its expiry are replaced by fresh ones from ShowAsyncTtsJob (`refresh`) before
-the next try. Failures that get no answer feed one `Outage("storage")`: once storage answers
+at most 60 s) are tried again with jittered backoff (`retry.Retrying`), up to `retry.attempts`
+per file, resuming where the last try stopped. A refused link (403: expired or revoked) and a
+link within `link_margin` of its expiry are replaced by fresh ones from ShowAsyncTtsJob
+(`refresh`) before the next try; credentials refused for good on that call (AuthError) stop the
+run. Failures that get no answer feed one `Outage("storage")`: once storage answers
 nobody, downloads pause and probe instead of spending each file's tries, and past
 `outage_timeout` the run stops (OutageError). Logs: each retry (`job_id`, `file`, `reason`),
 "job not saved" (warning), "job saved" (debug: per-job events stay out of the info log).
@@ -32,14 +33,15 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from yarl import URL
 
-from watcher._api import JobStatus
 from watcher._audio import audio_seconds
 from watcher._bucket import Bucket
 from watcher._config import DownloadPolicy
-from watcher._errors import ApiError, DownloadError, TransportError
+from watcher._errors import ApiError, AuthError, DownloadError, TransportError
 from watcher._inputs import Job
 from watcher._manifest import ErrorInfo, JobResult, SavedFile
 from watcher._outage import Outage
+from watcher._parse import JobStatus
+from watcher._retry import Retrying
 from watcher._schedule import Watched
 from watcher._transfer import PART_SUFFIX as PART_SUFFIX
 from watcher._transfer import Resume, Throttled, Unanswered, clip, discard, fetch_file
@@ -81,8 +83,13 @@ def link_expiry(url: str, obtained: float, ttl: float) -> float:
 
 
 async def _fresh_links(refresh: Refresh, job_id: str) -> dict[str, str]:
+    """The job's links, asked for again: DownloadError when they cannot be had (transient when
+    asking again may help); AuthError, raised as itself, when the credentials are refused for
+    good, which stops the run as it does for the pollers: every other job would fail alike."""
     try:
         status = await refresh(job_id)
+    except AuthError:
+        raise
     except (ApiError, TransportError) as exc:
         raise DownloadError(f"fresh links: {exc}", transient=exc.transient) from exc
     if status.state != "SUCCEED" or status.failed or not status.links:
@@ -148,8 +155,10 @@ class JobDownload:
         self, job: Job, kind: str, links: dict[str, str], obtained: float, resume: Resume
     ) -> tuple[SavedFile, dict[str, str], float]:
         """One file, tried up to `retry.attempts` times (tries lost to an outage not counted);
-        returns it with the links as they now are."""
-        job_id, attempt = job.job_id, 0
+        returns it with the links as they now are. The next try after a refused link goes at
+        once, with fresh links; after a throttled one, no sooner than its Retry-After."""
+        job_id = job.job_id
+        retrying = Retrying(self.policy.retry, self.rng, self.sleep)
         stale = False  # the last try was refused as expired: fetch fresh links first
         # Storage counts as down after failures of several files in a row, not of one file
         # tried again: only this file's first unanswered try (or a probe while down) counts.
@@ -186,24 +195,26 @@ class JobDownload:
                     saved = await self._upload(saved, target)
                 return saved, links, obtained
             except DownloadError as exc:
-                attempt += 1
-                if attempt >= self.policy.retry.attempts or not (exc.transient or exc.expired):
+                if not (exc.transient or exc.expired):
+                    raise
+                hint = exc.retry_after if isinstance(exc, Throttled) else None
+                delay = retrying.failed(hint=hint)
+                if delay is None:  # the file's tries are used up
                     raise
                 stale = stale or exc.expired  # a failed refresh leaves the link refused
+                if stale:  # the link, not storage, was the trouble: fresh links at once
+                    delay = hint or 0.0
                 self.retries["download"] += 1
-                delay = 0.0 if stale else self.policy.retry.delay(attempt, self.rng)
-                if isinstance(exc, Throttled) and exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
                 log.debug(
                     "download failed, will retry",
                     job_id=job_id,
                     file=kind,
                     reason=clip(str(exc)),
-                    attempt=attempt,
+                    attempt=retrying.failures,
                     delay_s=round(delay, 2),
                 )
                 if delay:
-                    await self.sleep(delay)
+                    await retrying.sleep(delay)
 
 
 async def download_worker(

@@ -37,10 +37,11 @@ from typing import TypeVar
 import anyio
 import structlog
 
-from watcher._api import AnswerError, JobPage, JobStatus, MetaStudioClient, RetryableAuth, cut
+from watcher._client import MetaStudioClient, RetryableAuth
 from watcher._config import PollPolicy
 from watcher._errors import ApiError, AuthError, ThrottledError, TransportError, WatcherError
 from watcher._outage import Outage
+from watcher._parse import AnswerError, JobPage, JobStatus, cut
 from watcher._ratelimit import RateLimiter
 
 log = structlog.get_logger("watcher.gate")

@@ -40,13 +40,13 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
-from watcher._api import JobStatus, cut
 from watcher._config import PollPolicy
 from watcher._download import Finished
 from watcher._errors import ApiError, AuthError, InputError, TransportError
 from watcher._gate import ApiCounts, ApiGate, Deferred
 from watcher._inputs import Job
 from watcher._manifest import ErrorInfo, JobResult
+from watcher._parse import JobStatus, cut
 from watcher._schedule import Schedule, Watched, next_poll
 
 log = structlog.get_logger("watcher.poller")

@@ -37,7 +37,7 @@ import anyio
 import anyio.to_thread
 import orjson
 
-from watcher._api import USER_AGENT, MetaStudioClient
+from watcher._client import USER_AGENT, MetaStudioClient
 from watcher._config import ApiConfig
 from watcher._errors import (
     ApiError,

@@ -66,10 +66,10 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from watcher._api import JobPage
 from watcher._config import PollPolicy
 from watcher._errors import ApiError, AuthError, TransportError
 from watcher._gate import ApiGate, Deferred, ListUnavailable
+from watcher._parse import JobPage
 from watcher._poller import Poller
 from watcher._schedule import Watched
 

@@ -32,8 +32,8 @@ import structlog
 from anyio.abc import TaskGroup
 
 from watcher import _logs as logs
-from watcher._api import USER_AGENT, MetaStudioClient
 from watcher._bucket import Bucket
+from watcher._client import USER_AGENT, MetaStudioClient
 from watcher._config import DownloadPolicy, RunConfig
 from watcher._download import Finished, JobDownload, download_worker
 from watcher._errors import InputError, LedgerError

@@ -7,7 +7,7 @@
 
 They need no credentials, are not counted in the stats and never get faults. `files` lists every
 file the job has (`audio` always; `info`, `srt`, `action` as asked for or chosen by id), named as
-the watcher names them (`watcher._api.FILE_FIELDS`), with the size and digest of the bytes its
+the watcher names them (`watcher._parse.FILE_FIELDS`), with the size and digest of the bytes its
 link serves when the job has SUCCEEDed (whatever its state now); `state` is the state
 ShowAsyncTtsJob reports now and `expected_state` the one the job ends in. An unknown job id
 is 404 `{"error", "job_id"}`.

@@ -1,23 +1,24 @@
-"""Parsing ShowAsyncTtsJob answers and error bodies."""
+"""Parsing the API's answers (`_parse.py`): statuses, list pages and rows, times, messages."""
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from yarl import URL
 
-from watcher._api import (
-    _error,
+from watcher._errors import ApiError
+from watcher._parse import (
+    AnswerError,
+    JobPage,
+    ListedJob,
     cut,
-    host_header,
+    field_text,
+    format_time,
     parse_listed,
+    parse_page,
     parse_status,
     parse_time,
 )
-from watcher._errors import ApiError, AuthError, ThrottledError
-from watcher._retry import parse_retry_after
 
 
 def test_success_with_links() -> None:
@@ -63,28 +64,6 @@ def test_error_in_a_200_body_raises() -> None:
     assert (caught.value.code, caught.value.request_id) == ("MSS.000000002", "r1")
 
 
-def test_error_bodies_map_to_the_right_exception() -> None:
-    """401 is AuthError, 429 ThrottledError with Retry-After, 400 permanent, 5xx transient."""
-    auth = _error(401, b'{"error_code":"APIGW.0301","error_msg":"bad","request_id":"r"}', {})
-    assert isinstance(auth, AuthError) and auth.request_id == "r" and not auth.transient
-    throttled = _error(429, b'{"error_code":"APIGW.0308","error_msg":"slow"}', {"Retry-After": "3"})
-    assert isinstance(throttled, ThrottledError) and throttled.retry_after == 3.0
-    assert throttled.transient
-    bad = _error(400, b'{"error_code":"MSS.000000003","error_msg":"no job"}', {"X-Request-Id": "h"})
-    assert not bad.transient and bad.request_id == "h" and bad.code == "MSS.000000003"
-    assert _error(502, b"<html>bad gateway</html>", {}).transient
-    assert isinstance(_error(403, b'{"error_code":"MSS.000000004","error_msg":"x"}', {}), AuthError)
-
-
-def test_host_header_keeps_only_non_default_ports() -> None:
-    """Host carries the port only when it is not the scheme's default, as the SDK signs it."""
-    assert host_header(URL("https://metastudio.cn-north-4.myhuaweicloud.com")) == (
-        "metastudio.cn-north-4.myhuaweicloud.com"
-    )
-    assert host_header(URL("http://127.0.0.1:8080")) == "127.0.0.1:8080"
-    assert host_header(URL("http://[::1]:81")) == "[::1]:81"
-
-
 @pytest.mark.parametrize(
     "value",
     [
@@ -112,32 +91,6 @@ def test_readable_times_are_epoch_seconds() -> None:
     assert parse_time("2026-12-01T08:00:00Z") == 1796112000.0
     assert parse_time("2026-12-01T08:00:00") == 1796112000.0
     assert parse_time(1796112000) == parse_time("1796112000000") == 1796112000.0
-
-
-NOW = datetime(2026, 12, 1, 8, 0, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [
-        ("120", 120.0),
-        ("0", 0.0),
-        ("²", None),  # '²'.isdigit() is True in Python; it is no delta-seconds
-        ("١٢", None),  # Arabic-Indic digits, likewise
-        ("1.5", None),
-        ("-3", None),
-        ("soon", None),
-        ("9" * 400, math.inf),
-        ("Tue, 01 Dec 2026 08:01:30 GMT", 90.0),
-        ("Tue, 01 Dec 2026 07:00:00 GMT", 0.0),  # in the past: at once
-        (None, None),
-    ],
-)
-def test_retry_after_is_ascii_delta_seconds_or_an_http_date(
-    value: str | None, seconds: float | None
-) -> None:
-    """Retry-After: ASCII digits or an HTTP-date; anything else is ignored (None)."""
-    assert parse_retry_after(value, NOW) == seconds
 
 
 def test_a_code_without_state_is_a_failed_job() -> None:
@@ -171,5 +124,80 @@ def test_messages_are_cut_to_a_few_hundred_characters() -> None:
     """Long or multi-line messages become one line of at most 300 characters."""
     assert len(cut("x" * 10_000)) == 300
     assert cut("a\n  b") == "a b"
-    error = _error(400, b'{"error_code":"E","error_msg":"' + b"y" * 9000 + b'"}', {})
-    assert len(error.message) <= 300
+    assert cut("abcdef", 4) == "abc…"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, None),
+        ("", None),
+        (True, None),
+        ("MSS.1", "MSS.1"),
+        (42, "42"),
+        (3.0, "3"),
+        (float("nan"), "null"),  # no integer: shown as JSON, never an error
+        ({"a": 1}, '{"a":1}'),
+        ({}, None),
+        ("z" * 1000, "z" * 299 + "…"),
+    ],
+)
+def test_code_and_message_fields_become_short_text(value: object, text: str | None) -> None:
+    """Code, message and request id fields of any JSON type become one short line, or None."""
+    assert field_text(value) == text
+
+
+def test_list_times_are_whole_seconds_in_utc() -> None:
+    """The list call's create_since/until is whole seconds, UTC, with a Z."""
+    assert format_time(1796112000.9) == "2026-12-01T08:00:00Z"
+    assert parse_time(format_time(1796112000.9)) == 1796112000.0
+
+
+def test_a_page_keeps_its_readable_rows_and_its_count() -> None:
+    """A page keeps rows with a job id (those without are dropped) and the count it states."""
+    rows = [
+        {"job_id": "j1", "job_state": "PROCESSING", "create_time": "2026-12-01T08:00:00Z"},
+        {"job_state": "SUCCEED"},  # no id: dropped
+        {
+            "job_id": "j2",
+            "job_state": "FAILED",
+            "fail_msg": "voice gone",
+            "files": [{"audio_file_url": "https://a"}],
+        },
+    ]
+    page = parse_page({"count": 250, "data": rows}, "r")
+    assert page.count == 250
+    assert [j.job_id for j in page.jobs] == ["j1", "j2"]
+    assert page.jobs[0] == ListedJob("j1", 1796112000.0, page.jobs[0].status)
+    failed = page.jobs[1].status
+    assert failed is not None and failed.failed and failed.message == "voice gone"
+    assert dict(failed.links) == {"audio": "https://a"} and failed.request_id == "r"
+
+
+@pytest.mark.parametrize("count", [None, -1, True, "7", 2.5])
+def test_a_page_without_a_usable_count_counts_its_rows(count: object) -> None:
+    """A count that is missing, negative, a bool or not an integer is the page's own length."""
+    page = parse_page({"count": count, "data": [{"job_id": "j", "job_state": "WAITING"}]}, None)
+    assert page.count == 1
+
+
+@pytest.mark.parametrize("body", [{}, {"data": None}, {"count": 0, "data": []}])
+def test_no_rows_is_an_empty_page(body: dict[str, Any]) -> None:
+    """No `data`, a null one or an empty list is an empty page, not an error."""
+    assert parse_page(body, None) == JobPage(0, ())
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ([{"job_id": "j"}], "not a page"),
+        ("page", "not a page"),
+        ({"data": {"job_id": "j"}}, "not a page"),
+        ({"data": "rows"}, "not a page"),
+        ({"data": [1, {"job_state": "SUCCEED"}]}, "none of the page's 2 rows"),
+    ],
+)
+def test_what_is_not_a_page_is_an_answer_error(body: object, says: str) -> None:
+    """A body that is no page, or whose rows all lack a job id, is an AnswerError."""
+    with pytest.raises(AnswerError, match=says):
+        parse_page(body, None)
