@@ -297,11 +297,13 @@ def test_an_unexpected_error_is_one_internal_error_line(
     """A bug in a subcommand: exit 2, one 'internal error' line with how to see more."""
     from watcher import _report as report
 
-    def broken(args: object) -> int:
+    def broken(*args: object, **kwargs: object) -> report.Report:
         raise TypeError("a bug")
 
-    monkeypatch.setattr(report, "run", broken)
-    assert main(["report", str(tmp_path / "m.jsonl")]) == 2
+    monkeypatch.setattr(report.Report, "from_path", broken)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("")
+    assert main(["report", str(manifest)]) == 2
     err = capsys.readouterr().err
     assert "internal error: TypeError: a bug" in err and "WATCHER_DEBUG=1" in err
     assert "Traceback" not in err

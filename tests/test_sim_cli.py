@@ -17,8 +17,9 @@ import pytest
 from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK, ApiSigner
 
 from watcher._auth import AkSk, Token
+from watcher._commands.sim import add_arguments
 from watcher._errors import ConfigError
-from watcher.sim.cli import add_arguments, read_preload, resolve_credentials
+from watcher.sim.cli import read_preload, resolve_credentials
 from watcher.sim.config import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK
 
 REPO = Path(__file__).resolve().parents[1]

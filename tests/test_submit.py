@@ -19,20 +19,20 @@ from aiohttp.client_reqrep import ConnectionKey
 from helpers import TEST_AK as AK
 from helpers import FakeClock, SimFactory
 
+from watcher._commands.submit import add_arguments, run
 from watcher._errors import ApiError, ConfigError, InputError, ThrottledError, TransportError
 from watcher._inputs import parse_line
 from watcher._ratelimit import RateLimiter
+from watcher._retry import RetryPolicy
 from watcher._submit import (
     MAX_LINE_BYTES,
     BadLine,
     Request,
     SubmitPolicy,
     SubmitTally,
-    add_arguments,
     describe,
     never_sent,
     parse_request,
-    run,
     submit_all,
 )
 from watcher.cli import main
@@ -341,7 +341,7 @@ async def test_a_429_that_persists_fails_the_line() -> None:
     """After the retries run out the line is reported with the 429's code."""
     throttled = ThrottledError(429, "APIGW.0308", "over ratelimit", "r1")
     api = FakeApi({"0": [throttled] * 3})
-    out, err, tally = await _run_fake(api, 2, policy=SubmitPolicy(throttle_retries=2))
+    out, err, tally = await _run_fake(api, 2, policy=SubmitPolicy(retry=RetryPolicy(attempts=3)))
     assert [o["i"] for o in out] == [1] and tally.failed == 1
     assert err == ["t:1: not submitted: HTTP 429 APIGW.0308: over ratelimit (request id r1)"]
     assert api.calls.count("0") == 3
