@@ -401,3 +401,31 @@ def test_run_reads_dev_fd(
     finally:
         os.close(read_fd)
     assert (out / "fd-1.wav").is_file()
+
+
+def test_the_run_commands_path_loads_no_simulator(tmp_path: Path) -> None:
+    """`watcher config` (the `run` command's flags, settings and RunConfig, through `main`)
+    loads neither aiohttp.web nor any part of the simulator's server side."""
+    code = (
+        "import sys\nfrom watcher.cli import main\n"
+        "assert main(['config', '--endpoint', 'http://127.0.0.1:9']) == 0\n"
+        "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "HUAWEICLOUD_SDK_AK": AK,
+        "HUAWEICLOUD_SDK_SK": SK,
+        "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT,
+    }
+    done = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stderr.split())
+    assert "watcher._commands.run" in loaded
+    assert "aiohttp.web" not in loaded
+    assert (
+        not {"watcher.sim.app", "watcher.sim.server", "watcher.sim.gateway", "watcher.sim.cli"}
+        & loaded
+    )

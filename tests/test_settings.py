@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import itertools
 from pathlib import Path
 
 import pytest
 
 from watcher._commands.run import add_arguments
-from watcher._settings import Options
+from watcher._settings import EXCLUSIVE, Options
 from watcher.cli import main
 
 URL = "http://127.0.0.1:9"
@@ -208,3 +210,21 @@ def test_the_config_variable_is_named_as_itself(
     env.setenv("WATCHER_CONFIG", str(tmp_path))
     assert main(["config", "--endpoint", URL]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_the_exclusive_pairs_are_exactly_the_flags_argparse_refuses_together() -> None:
+    """`_settings.EXCLUSIVE` (resolved across layers) holds every pair of `watcher run` flags
+    that cannot be given together, found by giving each pair to the parser, and nothing else."""
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    add_arguments(parser)
+    words = {
+        name.replace("-", "_"): [f"--{name}"] if name in SWITCHES else [f"--{name}={value}"]
+        for name, (value, _, _) in VALUES.items()
+    }
+    refused = set()
+    for a, b in itertools.combinations(words, 2):
+        try:
+            parser.parse_known_args(words[a] + words[b])
+        except argparse.ArgumentError:
+            refused.add(frozenset({a, b}))
+    assert refused == {frozenset(pair) for pair in EXCLUSIVE}

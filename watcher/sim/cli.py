@@ -22,7 +22,6 @@ from typing import IO
 
 import anyio
 
-from watcher import _exits as exits
 from watcher._auth import AkSk, Token
 from watcher._credentials import discover
 from watcher._errors import ConfigError, InputError
@@ -126,7 +125,7 @@ def serve(
     try:
         anyio.run(_serve_until_signal, config, jobs, host, port, out, err)
     except OSError as exc:
-        if exits.outcome(exc).code == exits.PIPE_CLOSED:  # stdout closed: not the port's fault
+        if isinstance(exc, BrokenPipeError):  # stdout closed: not the port's fault
             raise
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
 
