@@ -429,3 +429,37 @@ def test_the_run_commands_path_loads_no_simulator(tmp_path: Path) -> None:
         not {"watcher.sim.app", "watcher.sim.server", "watcher.sim.gateway", "watcher.sim.cli"}
         & loaded
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "/nonexistent/ids.txt", "--endpoint", "http://127.0.0.1:9"],
+        ["submit", "/nonexistent/texts.jsonl", "--endpoint", "http://127.0.0.1:9"],
+        ["report", "/nonexistent/manifest.jsonl"],
+        ["merge", "/nonexistent/manifest.jsonl"],
+        ["config", "--region", "mars"],
+        ["sim", "--fault", "bogus=1"],
+    ],
+    ids=lambda argv: str(argv[0]),
+)
+def test_every_command_s_errors_are_reported_by_main(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """Each command raises and `main` answers: exit 2, one `watcher: error:` line, no
+    traceback, nothing on stdout."""
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.count("watcher: error: ") == 1, err
+
+
+def test_only_main_turns_errors_into_exit_codes() -> None:
+    """No module but `watcher/cli.py` calls the exit table's `report` (commands raise)."""
+    package = Path(__file__).resolve().parents[1] / "watcher"
+    callers = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if re.search(r"\bexits\.report\(|_exits import [^\n]*\breport\b", path.read_text())
+    )
+    assert callers == ["cli.py"]
