@@ -297,11 +297,13 @@ def test_an_unexpected_error_is_one_internal_error_line(
     """A bug in a subcommand: exit 2, one 'internal error' line with how to see more."""
     from watcher import _report as report
 
-    def broken(args: object) -> int:
+    def broken(*args: object, **kwargs: object) -> report.Report:
         raise TypeError("a bug")
 
-    monkeypatch.setattr(report, "run", broken)
-    assert main(["report", str(tmp_path / "m.jsonl")]) == 2
+    monkeypatch.setattr(report.Report, "from_path", broken)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("")
+    assert main(["report", str(manifest)]) == 2
     err = capsys.readouterr().err
     assert "internal error: TypeError: a bug" in err and "WATCHER_DEBUG=1" in err
     assert "Traceback" not in err
@@ -399,3 +401,65 @@ def test_run_reads_dev_fd(
     finally:
         os.close(read_fd)
     assert (out / "fd-1.wav").is_file()
+
+
+def test_the_run_commands_path_loads_no_simulator(tmp_path: Path) -> None:
+    """`watcher config` (the `run` command's flags, settings and RunConfig, through `main`)
+    loads neither aiohttp.web nor any part of the simulator's server side."""
+    code = (
+        "import sys\nfrom watcher.cli import main\n"
+        "assert main(['config', '--endpoint', 'http://127.0.0.1:9']) == 0\n"
+        "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "HUAWEICLOUD_SDK_AK": AK,
+        "HUAWEICLOUD_SDK_SK": SK,
+        "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT,
+    }
+    done = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stderr.split())
+    assert "watcher._commands.run" in loaded
+    assert "aiohttp.web" not in loaded
+    assert (
+        not {"watcher.sim.app", "watcher.sim.server", "watcher.sim.gateway", "watcher.sim.cli"}
+        & loaded
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "/nonexistent/ids.txt", "--endpoint", "http://127.0.0.1:9"],
+        ["submit", "/nonexistent/texts.jsonl", "--endpoint", "http://127.0.0.1:9"],
+        ["report", "/nonexistent/manifest.jsonl"],
+        ["merge", "/nonexistent/manifest.jsonl"],
+        ["config", "--region", "mars"],
+        ["sim", "--fault", "bogus=1"],
+    ],
+    ids=lambda argv: str(argv[0]),
+)
+def test_every_command_s_errors_are_reported_by_main(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """Each command raises and `main` answers: exit 2, one `watcher: error:` line, no
+    traceback, nothing on stdout."""
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.count("watcher: error: ") == 1, err
+
+
+def test_only_main_turns_errors_into_exit_codes() -> None:
+    """No module but `watcher/cli.py` calls the exit table's `report` (commands raise)."""
+    package = Path(__file__).resolve().parents[1] / "watcher"
+    callers = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if re.search(r"\bexits\.report\(|_exits import [^\n]*\breport\b", path.read_text())
+    )
+    assert callers == ["cli.py"]

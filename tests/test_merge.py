@@ -10,10 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
+from watcher._commands.merge import add_arguments, run
 from watcher._errors import ConfigError
 from watcher._ledger import Line, parse_record, recover
 from watcher._manifest import ErrorInfo, JobResult, SavedFile
-from watcher._merge import add_arguments, merge, run
+from watcher._merge import merge
 from watcher._report import Report
 
 T0 = datetime(2026, 11, 25, 2, 0, 7, tzinfo=UTC)

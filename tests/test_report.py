@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from watcher._commands.report import add_arguments, run
 from watcher._errors import ConfigError
 from watcher._ledger import read_manifest
 from watcher._manifest import ErrorInfo, JobResult, SavedFile, Tally
@@ -22,10 +23,8 @@ from watcher._report import (
     Percentiles,
     Report,
     RunCounts,
-    add_arguments,
     render_json,
     render_text,
-    run,
 )
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import itertools
 from pathlib import Path
 
 import pytest
 
+from watcher._commands.run import add_arguments
+from watcher._settings import EXCLUSIVE, Options
 from watcher.cli import main
 
 URL = "http://127.0.0.1:9"
@@ -23,10 +27,11 @@ def _config(
     capsys: pytest.CaptureFixture[str],
     settings: dict[str, dict[str, str]],
 ) -> str:
-    """`watcher config` with `settings[layer] = {flag name: value}`; its stdout."""
+    """`watcher config` with `settings[layer] = {flag name: value}`; its stdout. A switch given
+    as a flag is the flag alone (its value is true)."""
     argv = ["config"]
     for name, value in settings.get("flag", {}).items():
-        argv += [f"--{name}", value]
+        argv += [f"--{name}"] if name in SWITCHES else [f"--{name}", value]
     for name, value in settings.get("variable", {}).items():
         env.setenv(f"WATCHER_{name.upper().replace('-', '_')}", value)
     if file_settings := settings.get("file"):
@@ -37,20 +42,85 @@ def _config(
     return capsys.readouterr().out
 
 
+# Every setting of `watcher run`: a value for the higher layer, as typed and as `watcher config`
+# prints it, and another for the lower layer. A switch can only be turned on by its flag, so its
+# higher value is true.
+SWITCHES = {"retry-failed", "verify", "insecure", "quiet"}
+VALUES: dict[str, tuple[str, str, str]] = {
+    "out": ("o-a", '"o-a"', "o-b"),
+    "manifest": ("m-a.jsonl", '"m-a.jsonl"', "m-b.jsonl"),
+    "endpoint": (URL, f'"{URL}"', "http://127.0.0.1:8"),
+    "region": ("cn-east-3", '"cn-east-3"', "cn-north-4"),
+    "project-id": ("proj-a", '"proj-a"', "proj-b"),
+    "auth-token-file": ("TOKEN_A", '"TOKEN_A"', "TOKEN_B"),
+    "request-timeout": ("7", "7.0", "8"),
+    "poll": ("single", '"single"', "list"),
+    "cadence": ("4", "4.0", "5"),
+    "rate": ("4", "4.0", "5"),
+    "download-workers": ("3", "3", "4"),
+    "files": ("audio", '"audio"', "srt"),
+    "name": ("{job_id}-a", '"{job_id}-a"', "{job_id}-b"),
+    "shard": ("1/3", '"1/3"', "2/3"),
+    "job-timeout": ("100", "100.0", "200"),
+    "max-retries": ("2", "2", "3"),
+    "retry-failed": ("true", "true", "false"),
+    "verify": ("true", "true", "false"),
+    "max-file-bytes": ("1000", "1000", "2000"),
+    "speed-limit": ("10", "10.0", "20"),
+    "speed-time": ("5", "5.0", "6"),
+    "outage-timeout": ("100", "100.0", "200"),
+    "max-pause": ("10", "10.0", "20"),
+    "max-gap": ("30", "30.0", "40"),
+    "insecure": ("true", "true", "false"),
+    "grace": ("3", "3.0", "4"),
+    "quiet": ("true", "true", "false"),
+    "progress-interval": ("2", "2.0", "3"),
+    "log-level": ("debug", '"debug"', "warning"),
+    "log-format": ("json", '"json"', "console"),
+    "pushgateway": ("http://127.0.0.1:9091", '"http://127.0.0.1:9091"', "http://127.0.0.1:9092"),
+    "push-interval": ("5", "5.0", "6"),
+    "metrics-port": ("9100", "9100", "9101"),
+    "metrics-host": ("127.0.0.1", '"127.0.0.1"', "127.0.0.2"),
+    "metrics-textfile": ("t-a.prom", '"t-a.prom"', "t-b.prom"),
+    "metrics-batch": ("b-a", '"b-a"', "b-b"),
+}
+
+
+def test_the_table_has_every_setting() -> None:
+    """VALUES names every setting of `watcher run` (and SWITCHES its switches): a new flag is
+    tested across the layers below, or this fails."""
+    options = Options(add_arguments)
+    assert list(VALUES) == [Options.flag(d)[2:] for d in options.dests]
+    assert {Options.flag(d)[2:] for d in options.switches} == SWITCHES
+
+
 @pytest.mark.parametrize(("high", "low"), PAIRS)
+@pytest.mark.parametrize("name", list(VALUES))
 def test_every_layer_beats_the_ones_below_it(
     env: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    name: str,
     high: str,
     low: str,
 ) -> None:
-    """For each pair of layers, the higher one's value of a setting is the effective one."""
-    values = {"flag": "4.0", "variable": "5.0", "file": "6.0", "default": "10.0"}
-    settings = {layer: {"rate": values[layer]} for layer in (high, low) if layer != "default"}
-    settings.setdefault("flag", {})["endpoint"] = URL
+    """For every setting and each pair of layers, the higher one's value is the effective one,
+    and `watcher config` names that layer as its origin."""
+    value, shown, other = VALUES[name]
+    if name == "auth-token-file":  # a token file must exist and hold a token
+        for token in ("TOKEN_A", "TOKEN_B"):
+            (tmp_path / token).write_text(f"token-{token}\n")
+        value, shown, other = str(tmp_path / value), f'"{tmp_path / value}"', str(tmp_path / other)
+    settings = {high: {name: value}}
+    if low != "default":
+        settings[low] = {name: other}
     out = _config(env, tmp_path, capsys, settings)
-    assert f"rate = {values[high]}  #" in out
+    origin = {
+        "flag": "flag",
+        "variable": f"WATCHER_{name.upper().replace('-', '_')}",
+        "file": str(tmp_path / "w.toml"),
+    }[high]
+    assert f"\n{name} = {shown}  # {origin}\n" in out
 
 
 @pytest.mark.parametrize(("high", "low"), [p for p in PAIRS if p[1] != "default"])
@@ -140,3 +210,21 @@ def test_the_config_variable_is_named_as_itself(
     env.setenv("WATCHER_CONFIG", str(tmp_path))
     assert main(["config", "--endpoint", URL]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_the_exclusive_pairs_are_exactly_the_flags_argparse_refuses_together() -> None:
+    """`_settings.EXCLUSIVE` (resolved across layers) holds every pair of `watcher run` flags
+    that cannot be given together, found by giving each pair to the parser, and nothing else."""
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    add_arguments(parser)
+    words = {
+        name.replace("-", "_"): [f"--{name}"] if name in SWITCHES else [f"--{name}={value}"]
+        for name, (value, _, _) in VALUES.items()
+    }
+    refused = set()
+    for a, b in itertools.combinations(words, 2):
+        try:
+            parser.parse_known_args(words[a] + words[b])
+        except argparse.ArgumentError:
+            refused.add(frozenset({a, b}))
+    assert refused == {frozenset(pair) for pair in EXCLUSIVE}

@@ -17,8 +17,9 @@ import pytest
 from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK, ApiSigner
 
 from watcher._auth import AkSk, Token
+from watcher._commands.sim import add_arguments
 from watcher._errors import ConfigError
-from watcher.sim.cli import add_arguments, read_preload, resolve_credentials
+from watcher.sim.cli import read_preload, resolve_credentials
 from watcher.sim.config import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,3 +185,45 @@ def test_cli_demo_credentials_and_sigterm(tmp_path: Path) -> None:
         code, err = _stop(proc, signal.SIGTERM)
     assert code == 0
     assert f"export HUAWEICLOUD_SDK_AK={DEMO_AK} HUAWEICLOUD_SDK_SK={DEMO_SK}" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--fault", "bogus=1"], "watcher sim: error: "),
+        (["--preload", "/nonexistent/ids.txt"], "watcher sim: error: --preload /nonexistent"),
+    ],
+)
+def test_python_m_watcher_sim_reports_errors_as_watcher_sim(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    says: str,
+) -> None:
+    """`python -m watcher.sim` is `watcher sim` through the one error mapper: exit 2, one line
+    that starts `watcher sim:`, no traceback."""
+    from watcher.sim.cli import main as sim_main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert sim_main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+
+
+def test_a_port_in_use_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`watcher sim --port N` where N is taken: exit 2 naming the address, from `watcher.cli`."""
+    import socket
+
+    from watcher.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["sim", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"watcher: error: cannot listen on 127.0.0.1:{port}" in err

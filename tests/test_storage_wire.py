@@ -47,6 +47,7 @@ from hostile_storage import (
 )
 
 from watcher import cli
+from watcher._commands import run as run_command
 from watcher._config import DownloadPolicy
 from watcher._download import Finished, JobDownload, download_worker
 from watcher._errors import ApiError, DownloadError, OutageError
@@ -536,7 +537,7 @@ def test_a_storage_outage_past_its_timeout_exits_3(
     async def down(*args: Any, **kwargs: Any) -> None:
         raise OutageError("storage", 0.0, "storage has been unreachable since 00:00 UTC")
 
-    monkeypatch.setattr(cli, "watch", down)
+    monkeypatch.setattr(run_command, "watch", down)  # the `watcher run` command calls it
     for name, value in (
         ("HUAWEICLOUD_SDK_AK", TEST_AK),
         ("HUAWEICLOUD_SDK_SK", TEST_SK),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import random
 import socket
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -19,20 +20,20 @@ from aiohttp.client_reqrep import ConnectionKey
 from helpers import TEST_AK as AK
 from helpers import FakeClock, SimFactory
 
+from watcher._commands.submit import add_arguments, run
 from watcher._errors import ApiError, ConfigError, InputError, ThrottledError, TransportError
 from watcher._inputs import parse_line
 from watcher._ratelimit import RateLimiter
+from watcher._retry import RetryPolicy
 from watcher._submit import (
     MAX_LINE_BYTES,
     BadLine,
     Request,
     SubmitPolicy,
     SubmitTally,
-    add_arguments,
     describe,
     never_sent,
     parse_request,
-    run,
     submit_all,
 )
 from watcher.cli import main
@@ -341,10 +342,79 @@ async def test_a_429_that_persists_fails_the_line() -> None:
     """After the retries run out the line is reported with the 429's code."""
     throttled = ThrottledError(429, "APIGW.0308", "over ratelimit", "r1")
     api = FakeApi({"0": [throttled] * 3})
-    out, err, tally = await _run_fake(api, 2, policy=SubmitPolicy(throttle_retries=2))
+    out, err, tally = await _run_fake(api, 2, policy=SubmitPolicy(retry=RetryPolicy(attempts=3)))
     assert [o["i"] for o in out] == [1] and tally.failed == 1
     assert err == ["t:1: not submitted: HTTP 429 APIGW.0308: over ratelimit (request id r1)"]
     assert api.calls.count("0") == 3
+
+
+class TimedApi:
+    """Answers job "0" with the given errors first, recording when (on `clock`) each call came."""
+
+    def __init__(self, clock: FakeClock, errors: list[Exception]) -> None:
+        self.clock = clock
+        self.errors = errors
+        self.times: list[float] = []
+
+    async def create_job(self, fields: Mapping[str, Any]) -> str:
+        self.times.append(self.clock.now)
+        if self.errors:
+            raise self.errors.pop(0)
+        return "job-0"
+
+
+async def _timed(errors: list[Exception], policy: SubmitPolicy, seed: int = 1) -> TimedApi:
+    """One line submitted against a TimedApi on a fake clock starting at 0."""
+    clock = FakeClock(0.0)
+    api = TimedApi(clock, errors)
+    limiter = RateLimiter(1000, clock=clock, sleep=clock.sleep)
+    with anyio.fail_after(10):
+        await submit_all(
+            api,
+            _requests(1),
+            limiter,
+            emit=lambda _: None,
+            warn=lambda _: None,
+            policy=policy,
+            rng=random.Random(seed),
+        )
+    return api
+
+
+def _throttled(retry_after: float | None) -> ThrottledError:
+    return ThrottledError(429, "APIGW.0308", "over ratelimit", "r1", retry_after=retry_after)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("retry_after", "pause"), [(None, 2.0), (0.0, 2.0), (7.0, 7.0)])
+async def test_a_429_pauses_for_its_retry_after_else_the_policys_pause(
+    retry_after: float | None, pause: float
+) -> None:
+    """The try after a 429 comes exactly Retry-After (none or 0: throttle_pause) seconds later:
+    the backoff's jitter never lengthens those."""
+    api = await _timed([_throttled(retry_after)], SubmitPolicy(throttle_pause=2.0))
+    assert api.times == [0.0, pytest.approx(pause)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("seed", range(5))
+async def test_a_short_retry_after_is_never_cut(seed: int) -> None:
+    """A Retry-After under throttle_pause is waited at least in full, and at most the
+    policy's jitter ceiling (`retry.cap`)."""
+    policy = SubmitPolicy(retry=RetryPolicy(attempts=6, base=0.5, cap=2.0))
+    api = await _timed([_throttled(0.25)], policy, seed)
+    assert len(api.times) == 2
+    assert 0.25 <= api.times[1] <= 2.0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("attempts", [1, 2, 4])
+async def test_429s_are_tried_as_often_as_the_retry_policy_says(attempts: int) -> None:
+    """A line throttled every time is tried `retry.attempts` times in all, then given up."""
+    policy = SubmitPolicy(retry=RetryPolicy(attempts=attempts, base=0.5, cap=2.0))
+    api = await _timed([_throttled(None) for _ in range(10)], policy)
+    assert len(api.times) == attempts
+    assert api.times == pytest.approx([2.0 * i for i in range(attempts)])
 
 
 @pytest.mark.anyio

@@ -1,9 +1,16 @@
-"""Settings as small frozen value objects, built once (by the CLI or a caller) and passed down."""
+"""Settings as small frozen value objects, built once (by the CLI or a caller) and passed down.
+
+These objects are the one source of defaults: every flag of every command takes its default from
+here (or from the config object of its own module, such as `SubmitPolicy` or `MetricsConfig`), so
+a library caller and a command line with no flags get the same behaviour. `default(cls, name)`
+reads a field's default without building the object (for those that need credentials).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Any, Literal
 
 from watcher._auth import Credentials
 from watcher._bucket import BucketUrl
@@ -15,6 +22,18 @@ REGIONS = {
     "cn-north-4": "https://metastudio.cn-north-4.myhuaweicloud.com",
     "cn-east-3": "https://metastudio.cn-east-3.myhuaweicloud.com",
 }
+# The region used when neither an endpoint nor a region is given.
+DEFAULT_REGION = "cn-north-4"
+# Where `watcher run` writes files when no --out is given.
+DEFAULT_OUT = "tts-out"
+
+
+def default(cls: type[Any], name: str) -> Any:
+    """The default of field `name` of the dataclass `cls`; KeyError when it has none."""
+    for f in fields(cls):
+        if f.name == name and f.default is not MISSING:
+            return f.default
+    raise KeyError(f"{cls.__name__}.{name} has no default")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +113,8 @@ class DownloadPolicy:
     speed_time: float = 30.0
     connect_timeout: float = 30.0
     chunk_bytes: int = 1024 * 1024
-    retry: RetryPolicy = RetryPolicy(attempts=5, base=0.5, cap=30.0)
+    # 6 tries, as for polls: `--max-retries` (5 retries) sets both, and the library agrees with it.
+    retry: RetryPolicy = RetryPolicy(attempts=6, base=0.5, cap=30.0)
     link_ttl: float = 3600.0
     link_margin: float = 300.0
     max_file_bytes: int | None = 4 * GIB
@@ -125,3 +145,37 @@ class RunConfig:
     shard: Shard | None = None
     verify: bool = False
     bucket: BucketUrl | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """What a run tells the person or the log collector watching it.
+
+    `level`: the least severe log event shown (`quiet` raises it to warning). `format`: `console`,
+    `json`, or `auto` (console on a terminal, JSON lines otherwise). `quiet`: no progress and no
+    summary. `progress_interval`: seconds between progress reports; None: `terminal_interval` on
+    a terminal (a live status line), else `log_interval` (`progress` log events).
+    """
+
+    level: str = "info"
+    format: Literal["auto", "console", "json"] = "auto"
+    quiet: bool = False
+    progress_interval: float | None = None
+    terminal_interval: float = 0.5
+    log_interval: float = 30.0
+
+    @property
+    def effective_level(self) -> str:
+        """`level`, raised to warning by `quiet`."""
+        if self.quiet and self.level in ("debug", "info"):
+            return "warning"
+        return self.level
+
+
+@dataclass(frozen=True, slots=True)
+class ReportConfig:
+    """What `watcher report` prints: `format` `text` (a table) or `json` (one object); `html`:
+    also write the page there."""
+
+    format: str = "text"
+    html: Path | None = None

@@ -6,21 +6,20 @@ newest answer counts, whatever it says. `INVALID` lines without a job id are kep
 location (`source`, `line`): every shard reports the same bad input line. Output lines keep the
 order in which their job first appeared. Damaged lines are skipped with a warning, as `watcher
 report` does. File paths are rewritten relative to the output's folder (absolute on stdout), so
-the merged manifest resumes wherever it is put.
+the merged manifest resumes wherever it is put. The command (`watcher._commands.merge`) checks
+the inputs and prints the counts.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from watcher._errors import ConfigError, LedgerError
+from watcher._errors import LedgerError
 from watcher._ledger import BadLine, Ledger, Line, read_manifest
 from watcher._manifest import JobResult, os_reason
 
@@ -79,44 +78,3 @@ def write_file(path: Path, records: Iterable[JobResult]) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """MANIFEST... and -o/--output."""
-    parser.add_argument(
-        "manifests", nargs="+", metavar="MANIFEST", help="manifests to merge; '-' is stdin"
-    )
-    parser.add_argument(
-        "-o", "--output", type=Path, help="where to write the merged manifest (stdout)"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Merge, write, and say on stderr how many lines were read, written and superseded.
-
-    0 when every line was readable, 1 when damaged lines were skipped (the output is written
-    either way). ConfigError when an input does not exist or `-` is given twice.
-    """
-    paths: list[str] = args.manifests
-    for path in paths:
-        if path != "-" and not Path(path).is_file():
-            raise ConfigError(f"manifest {path!r}: no such file")
-    if paths.count("-") > 1:
-        raise ConfigError("'-' (stdin) can be given only once")
-
-    def warn(message: str) -> None:
-        print(f"watcher: warning: {message}", file=sys.stderr)
-
-    merged = merge(read_all(paths, warn))
-    if args.output is None:
-        write_records(sys.stdout.buffer, merged.records, None)
-        sys.stdout.buffer.flush()
-    else:
-        write_file(args.output, merged.records)
-    skipped = f"; {merged.unreadable} unreadable lines skipped" if merged.unreadable else ""
-    print(
-        f"watcher merge: read {merged.read} lines from {len(paths)} manifests; "
-        f"wrote {len(merged.records)}; {merged.superseded} superseded{skipped}",
-        file=sys.stderr,
-    )
-    return 1 if merged.unreadable else 0

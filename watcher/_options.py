@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from watcher._config import REGIONS, ApiConfig
+from watcher._config import DEFAULT_REGION, REGIONS, ApiConfig, default
 from watcher._credentials import discover
 from watcher._errors import ConfigError
 
@@ -75,7 +75,7 @@ def add_api_arguments(parser: argparse.ArgumentParser) -> None:
     """--endpoint/--region, --project-id, --auth-token-file, --request-timeout."""
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--endpoint", help="API base URL, e.g. http://127.0.0.1:8080")
-    where.add_argument("--region", default="cn-north-4", help=f"one of {', '.join(REGIONS)}")
+    where.add_argument("--region", default=DEFAULT_REGION, help=f"one of {', '.join(REGIONS)}")
     parser.add_argument(
         "--project-id", help="else HUAWEICLOUD_SDK_PROJECT_ID or the credentials file"
     )
@@ -83,7 +83,7 @@ def add_api_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--request-timeout",
         type=positive(float, 3600),
-        default=30.0,
+        default=default(ApiConfig, "request_timeout"),
         help="seconds per API request",
     )
 

@@ -6,27 +6,23 @@ a warning naming its line, and counted; of the lines for one job the counting li
 latest `finished_at`, on a tie the later line) and the others are counted as superseded.
 
 `Report.from_records` builds the same report from manifest dicts, so `watcher run` can print it at
-the end of a run with the run's own counters (`RunCounts`) added.
+the end of a run with the run's own counters (`RunCounts`) added. The command is
+`watcher._commands.report`.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import anyio
 import orjson
 import structlog
 
-from watcher._bucket import Bucket, BucketUrl
 from watcher._errors import ConfigError
 from watcher._ledger import (
     BadLine,
@@ -395,52 +391,3 @@ def emit_summary(
     out = sys.stderr if stream is None else stream
     out.write(render_text(summary, run) + "\n" + render_batch(batch) + extra)
     out.flush()
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """MANIFEST, --format and --html."""
-    parser.add_argument("manifest", metavar="MANIFEST", help="a manifest.jsonl; '-' is stdin")
-    parser.add_argument(
-        "--format", choices=["text", "json"], default="text", help="text table or JSON (text)"
-    )
-    parser.add_argument(
-        "--html",
-        type=Path,
-        metavar="FILE",
-        help="also write the night at a glance as one self-contained HTML page",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Print the report; 0 if every job SUCCEEDed and every line was readable, else 1.
-
-    MANIFEST may be a bucket (`s3://BUCKET/PREFIX`, as given to `watcher run --out`): its
-    ledger is read from there. ConfigError when the manifest does not exist.
-    """
-    url = BucketUrl.parse(args.manifest)
-    if url is None:
-        title = "<stdin>" if args.manifest == "-" else Path(args.manifest).name
-        return _run(args, args.manifest, title)
-    data = anyio.run(Bucket.open(url, os.environ).read_ledger)
-    with tempfile.TemporaryDirectory(prefix="watcher-report-") as folder:
-        local = Path(folder) / "manifest.jsonl"
-        local.write_bytes(data)
-        return _run(args, str(local), str(url))
-
-
-def _run(args: argparse.Namespace, manifest: str, title: str) -> int:
-    def warn(message: str) -> None:
-        print(f"watcher: warning: {message}", file=sys.stderr)
-
-    if args.html is None:
-        report = Report.from_path(manifest, warn=warn)
-    else:
-        from watcher import _html as html  # imported here: the page module builds on this one
-
-        report, records = html.load(manifest, warn)
-        html.write(args.html, report, records, title)
-        print(f"watcher: wrote {args.html}", file=sys.stderr)
-    text = render_json(report) if args.format == "json" else render_text(report)
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    return 0 if report.ok else 1

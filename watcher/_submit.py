@@ -16,21 +16,18 @@ Refused credentials (AuthError) or an API that cannot be connected to (nothing w
 everything at once: requests not yet sent are not sent, the ones in flight are awaited so that no
 created job goes unprinted, and the command exits 2. With `--rest FILE` every input line that did
 not become a job (bad, refused, unanswered, not tried, not yet read) is copied to FILE as it was,
-so `watcher submit rest.jsonl` finishes the work.
+so `watcher submit rest.jsonl` finishes the work. `submit` is the whole of it over one API
+session; the command (`watcher._commands.submit`) prints the lines and the summary.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
-import sys
+import random
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import anyio
@@ -42,17 +39,14 @@ from watcher._config import ApiConfig
 from watcher._errors import (
     ApiError,
     AuthError,
-    ConfigError,
     InputError,
     ThrottledError,
     TransportError,
     WatcherError,
 )
-from watcher._exits import unwrap
-from watcher._inputs import MAX_LINE_BYTES as RUN_LINE_BYTES
-from watcher._inputs import check_inputs, read_lines
-from watcher._options import add_api_arguments, api_config, positive
+from watcher._inputs import read_lines
 from watcher._ratelimit import HEADROOM, RateLimiter
+from watcher._retry import Retrying, RetryPolicy
 
 # The CreateAsyncTtsJob body fields a line may carry; its other fields are passed through.
 BODY_FIELDS = frozenset(
@@ -101,11 +95,20 @@ class BadLine(InputError):
 
 @dataclass(frozen=True, slots=True)
 class SubmitPolicy:
-    """`max_in_flight` requests at most at once (sent or waiting for their slot); a 429 is tried
-    again up to `throttle_retries` times, after its Retry-After or `throttle_pause` seconds."""
+    """How fast and how hard lines are submitted.
 
+    `rate`: CreateAsyncTtsJob requests a second (paced at `HEADROOM` of it, as the gateway's
+    one-second count needs). `max_in_flight`: requests at most at once (sent or waiting for their
+    slot). A 429 is the only answer tried again, up to `retry.attempts` tries of a line in all:
+    each pauses every request (the limiter) for `retry.backoff` with the 429's Retry-After as the
+    hint, else `throttle_pause`, so never less than the gateway asked. The jitter of the backoff
+    is at most `retry.cap`, the same as `throttle_pause`: a pause without Retry-After is exactly
+    `throttle_pause`.
+    """
+
+    rate: float = 10.0
     max_in_flight: int = 64
-    throttle_retries: int = 5
+    retry: RetryPolicy = RetryPolicy(attempts=6, base=0.5, cap=2.0)
     throttle_pause: float = 2.0
 
 
@@ -223,6 +226,7 @@ async def submit_all(
     warn: Callable[[str], None],
     policy: SubmitPolicy = SubmitPolicy(),
     rest: Callable[[bytes], None] | None = None,
+    rng: random.Random | None = None,
 ) -> SubmitTally:
     """Create a job for each request; `emit` each `{"job_id", **passthrough}` in input order.
 
@@ -230,8 +234,9 @@ async def submit_all(
     each such line (every line of `items` that did not become a job, also those after a stop:
     `items` is then read to its end). Returns the tally; when credentials were refused or the
     API could not be connected to, `tally.stopped` holds the error and no line after it was
-    tried. The caller closes `items`.
+    tried. The caller closes `items`. `rng` draws the jitter of 429 pauses.
     """
+    rng = rng or random.Random()
     tally = SubmitTally()
     slots = anyio.Semaphore(policy.max_in_flight)
     send, receive = anyio.create_memory_object_stream[_Pending | InputError](math.inf)
@@ -246,8 +251,9 @@ async def submit_all(
             scope.cancel()
 
     async def create(pending: _Pending) -> None:
+        retrying = Retrying(policy.retry, rng)
         try:
-            for _ in range(policy.throttle_retries + 1):
+            while True:
                 with anyio.CancelScope() as scope:
                     waiting.add(scope)
                     if tally.stopped is None:
@@ -264,7 +270,11 @@ async def submit_all(
                     return
                 except ThrottledError as exc:
                     pending.error = exc
-                    limiter.pause(exc.retry_after or policy.throttle_pause)
+                    # the pause is everyone's (the limiter's), not this task's: no sleep here
+                    pause = retrying.failed(hint=exc.retry_after or policy.throttle_pause)
+                    if pause is None:
+                        return
+                    limiter.pause(pause)
                 except WatcherError as exc:
                     pending.error = exc
                     if never_sent(exc):
@@ -320,128 +330,29 @@ async def submit_all(
     return tally
 
 
-def body_defaults(args: argparse.Namespace) -> dict[str, Any]:
-    """The body fields the flags give, for lines that lack them."""
-    defaults: dict[str, Any] = {}
-    if args.voice_asset_id:
-        defaults["voice_asset_id"] = args.voice_asset_id
-    if args.audio_format:
-        defaults["audio_format"] = args.audio_format
-    for name in ("gen_srt", "need_timestamp"):
-        if getattr(args, name) is not None:
-            defaults[name] = getattr(args, name)
-    return defaults
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """TEXTS..., the body defaults, --rate, --keep-text and the API flags."""
-    parser.add_argument(
-        "inputs", nargs="*", metavar="TEXTS", help="JSON lines with 'text'; '-' or none: stdin"
-    )
-    parser.add_argument("--voice-asset-id", metavar="ID", help="for lines without voice_asset_id")
-    parser.add_argument(
-        "--audio-format", choices=["WAV", "MP3"], help="for lines without audio_format"
-    )
-    parser.add_argument(
-        "--gen-srt", action=argparse.BooleanOptionalAction, help="for lines without gen_srt"
-    )
-    parser.add_argument(
-        "--need-timestamp",
-        action=argparse.BooleanOptionalAction,
-        help="for lines without need_timestamp",
-    )
-    parser.add_argument(
-        "--rate",
-        type=positive(float, 10_000),
-        default=10.0,
-        help="CreateAsyncTtsJob requests a second",
-    )
-    parser.add_argument(
-        "--rest",
-        type=Path,
-        metavar="FILE",
-        help="write every input line not submitted (bad, refused, unanswered, not tried) to FILE, "
-        "as it was, for a later `watcher submit FILE`",
-    )
-    parser.add_argument(
-        "--keep-text",
-        action="store_true",
-        help="print each line's text beside its job id too (left out when the line would be too "
-        "long for watcher run)",
-    )
-    add_api_arguments(parser)
-
-
-def _emit(record: Mapping[str, Any]) -> None:
-    data = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-    if len(data) > RUN_LINE_BYTES and "text" in record:
-        _warn(f"job {record['job_id']}: text left out: the line would be too long for watcher run")
-        data = orjson.dumps(
-            {k: v for k, v in record.items() if k != "text"}, option=orjson.OPT_APPEND_NEWLINE
-        )
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
-
-
-def _warn(message: str) -> None:
-    print(f"watcher submit: {message}", file=sys.stderr, flush=True)
-
-
-async def _submit(
-    api: ApiConfig, args: argparse.Namespace, rest: Callable[[bytes], None] | None
+async def submit(
+    api: ApiConfig,
+    paths: Sequence[str],
+    defaults: Mapping[str, Any],
+    *,
+    emit: Callable[[Mapping[str, Any]], None],
+    warn: Callable[[str], None],
+    policy: SubmitPolicy = SubmitPolicy(),
+    keep_text: bool = False,
+    rest: Callable[[bytes], None] | None = None,
 ) -> SubmitTally:
-    limiter = RateLimiter(args.rate, headroom=HEADROOM)
-    requests = read_requests(args.inputs, body_defaults(args), keep_text=args.keep_text)
+    """Submit every line of `paths` (`-`: stdin) with `defaults` for the body fields a line lacks,
+    through one API session, at `policy.rate`: `submit_all` over `read_requests`."""
+    limiter = RateLimiter(policy.rate, headroom=HEADROOM)
+    requests = read_requests(paths, defaults, keep_text=keep_text)
     async with (
         aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=SubmitPolicy().max_in_flight),
+            connector=aiohttp.TCPConnector(limit=policy.max_in_flight),
             headers={"User-Agent": USER_AGENT},
         ) as session,
         aclosing(requests) as items,
     ):
         client = MetaStudioClient(api, session)
-        return await submit_all(client, items, limiter, emit=_emit, warn=_warn, rest=rest)
-
-
-def _write(stream: IO[bytes], data: bytes) -> None:
-    stream.write(data)
-
-
-def _open_rest(path: Path) -> IO[bytes]:
-    try:
-        return path.open("wb")
-    except OSError as exc:
-        raise ConfigError(f"--rest {path}: {exc.strerror}") from exc
-
-
-def run(args: argparse.Namespace) -> int:
-    """Submit every line; 0 if every line became a job, 1 if some did not. Raises ConfigError
-    (flags, credentials, a missing input) before anything is sent, and the error that stopped
-    submitting (AuthError, an unreachable API) after the summary: `cli.main` maps them."""
-    check_inputs(args.inputs)
-    api = api_config(args, os.environ, Path.home())
-    rest_file = _open_rest(args.rest) if args.rest is not None else None
-    try:
-        rest = None if rest_file is None else partial(_write, rest_file)
-        tally = anyio.run(_submit, api, args, rest)
-    except BaseExceptionGroup as group:
-        raise unwrap(group) from None
-    finally:
-        if rest_file is not None:
-            rest_file.close()
-    not_submitted = tally.lines - tally.created
-    where = f"; written to {args.rest}" if args.rest is not None and not_submitted else ""
-    print(
-        f"watcher submit: lines: {tally.lines}, jobs created: {tally.created}, not submitted: "
-        f"{not_submitted} ({tally.bad} bad, {tally.failed} refused by the API or "
-        f"unanswered, {tally.skipped} not tried){where}",
-        file=sys.stderr,
-    )
-    if tally.stopped is not None:
-        print(
-            "watcher submit: stopped: lines after the last job printed were not submitted"
-            + ("" if args.rest is not None else " (--rest FILE keeps them for a rerun)"),
-            file=sys.stderr,
+        return await submit_all(
+            client, items, limiter, emit=emit, warn=warn, policy=policy, rest=rest
         )
-        raise tally.stopped
-    return 0 if tally.all_submitted else 1
