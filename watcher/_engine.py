@@ -269,8 +269,8 @@ async def _watch_locked(
             await poller.run(stop, (admit,) if sweeper is None else (admit, sweeper.run))
     finally:
         manifest.close()
-    retries = {"poll": poller.stats.retries, "list page": sweeper.retries if sweeper else 0}
+    retries = {"poll": pending.stats.retries, "list page": sweeper.retries if sweeper else 0}
     retries.update(download.retries)
     if bucket is not None:
         await bucket.compact()  # the run's segments folded into prefix/manifest.jsonl
-    return Summary(tally, poller.stats, resume, retries)
+    return Summary(tally, pending.stats, resume, retries)
