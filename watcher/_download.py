@@ -1,8 +1,9 @@
 """The download pool: save each finished job's files, then hand its manifest line on.
 
-Workers read `Finished` jobs from one bounded stream (back-pressure on the pollers) and send
-`JobResult`s to the manifest. Each file is fetched by `transfer.fetch_file` (exactly the object,
-or an error; see there), over the downloads' own session, which carries no API credentials.
+Workers read `Finished` jobs (a frozen snapshot of each, never the poller's record) from one
+stream and send `JobResult`s (built by `JobResult.of`) to the manifest. Each file is fetched by
+`transfer.fetch_file` (exactly the object, or an error; see there), over the downloads' own
+session, which carries no API credentials.
 
 Transient failures (resets, short bodies, stalls, 5xx, 429 / 503 SlowDown with their Retry-After,
 at most 60 s) are tried again with jittered backoff, up to `retry.attempts` per file, resuming

@@ -1,10 +1,12 @@
 """One run, wired end to end: inputs -> admission -> poller -> download pool -> manifest.
 
-    read_inputs ─▶ screened ─▶ Admission ─▶ Pending ◀──▶ Poller ─Finished─▶ download_worker x N
-                   (shard,     (INVALID,              ▲      (routing)  (a frozen snapshot)   │
-                    names,      dedupe)               └─ Sweeper (list sweeps, list mode)     │
-                    resume)       │                          │                            JobResult
-                                  └─ INVALID ──── FAILED / ERROR / TIMEOUT ──────────▶ write_all
+    read_inputs ─▶ screened ─▶ Admission ─▶ Pending ◀──── Sweeper (list sweeps; list mode)
+                   (shard,     (dedupe)        │                │ readings
+                    names,        │            ▼                ▼
+                    resume)       │          Poller (routing) ──Finished──▶ download_worker x N
+                                  │            │  FAILED / ERROR / TIMEOUT    (a frozen     │
+                                  │            │                               snapshot)    │
+                                  └─ INVALID ──┴────────▶ write_all ◀──── SUCCEED / ERROR ──┘
 
 Before it starts, the run locks the batch (`lock.py`: one run per `--out` and manifest), removes
 `.part` files a killed run left and cuts off a torn last manifest line. Every task lives in one
