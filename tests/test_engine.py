@@ -235,6 +235,22 @@ async def test_a_retry_is_never_sooner_than_the_cadence(
 
 
 @pytest.mark.anyio
+async def test_transient_faults_are_retried_up_to_the_attempts_then_the_job_is_an_error(
+    clock: FakeClock,
+) -> None:
+    """A 500 for ever under 4 attempts: four GETs a cadence apart (the backoff is shorter), three
+    retries, then one ERROR line with the API's code; a 400 is an ERROR at once, not retried."""
+    internal = ApiError(500, "MSS.000000002", "internal", None)
+    bad = ApiError(400, "MSS.000000003", "bad request", None)
+    e = engine(clock, lambda job_id, now: internal if job_id == "a" else bad)
+    await e.run(jobs("a", "b"))
+    assert gaps(e.api.times("a")) == [3.0] * 3 and len(e.api.times("b")) == 1
+    assert (e.poller.stats.retries, e.poller.stats.errors) == (3, 5)
+    codes = {r.job_id: (r.status, r.error.code if r.error else None) for r in e.results}
+    assert codes == {"a": ("ERROR", "MSS.000000002"), "b": ("ERROR", "MSS.000000003")}
+
+
+@pytest.mark.anyio
 async def test_a_refusal_pauses_every_request_for_the_auth_pause(clock: FakeClock) -> None:
     """The first request is refused (401): nothing is sent for auth_pause (5 s), then both jobs
     are asked, and the refused one is not charged (it succeeds, no retry counted)."""

@@ -23,7 +23,9 @@ from watcher._manifest import JobSnapshot
 
 @dataclass(slots=True, eq=False)
 class Watched:
-    """A job being watched, and what has been seen of it so far (monotonic times)."""
+    """A job being watched, and what has been seen of it so far (monotonic times). Written by
+    the pending registry (readings: polls, state, first poll, last seen, creation time,
+    listable, sweeps missed), the poller (errors, final) and the schedule (ticket)."""
 
     job: Job
     admitted: float
