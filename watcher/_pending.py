@@ -210,7 +210,7 @@ class Pending:
 
     async def changed(self, within: float) -> None:
         """Wait until `notify`, or at most `within` seconds (math.inf: no bound but the
-        caller's)."""
+        caller's). One waiter at a time: the poller's loop."""
         self._changed = anyio.Event()
         with anyio.move_on_after(max(within, 0.0)):
             await self._changed.wait()
