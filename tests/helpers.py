@@ -25,10 +25,10 @@ import pytest
 
 from watcher._auth import AkSk, sign
 from watcher._config import ApiConfig, DownloadPolicy, PollPolicy, RunConfig
+from watcher._engine import Summary, watch
 from watcher._errors import InputError
 from watcher._inputs import Job
 from watcher._retry import RetryPolicy
-from watcher._watch import Summary, watch
 from watcher.sim import SimThread
 
 # Shared with the watcher's own tests (test_watch.py, test_cli.py), which use the same values.

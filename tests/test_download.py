@@ -13,9 +13,9 @@ from helpers import TEST_AK, TEST_PROJECT_ID, TEST_SK, FakeClock
 
 from watcher._config import DownloadPolicy
 from watcher._download import file_name
+from watcher._engine import storage_session
 from watcher._errors import DownloadError
 from watcher._transfer import LowSpeed, Unanswered, clip, fetch_file, retry_after
-from watcher._watch import storage_session
 from watcher.cli import build_config, build_parser
 
 BODY = bytes(range(256)) * 1000

@@ -19,6 +19,7 @@ from hostile_storage import HostileStorage, serve, throttle
 
 from watcher._config import DownloadPolicy
 from watcher._download import Finished, JobDownload, download_worker
+from watcher._engine import storage_session
 from watcher._errors import ApiError, AuthError, DownloadError
 from watcher._inputs import Job
 from watcher._manifest import JobResult, SavedFile
@@ -26,7 +27,6 @@ from watcher._outage import Outage
 from watcher._parse import JobStatus
 from watcher._retry import RetryPolicy
 from watcher._schedule import Watched
-from watcher._watch import storage_session
 
 BODY = b"0123456789" * 1000
 RETRY = RetryPolicy(attempts=4, base=0.5, cap=1.5)
@@ -196,7 +196,7 @@ async def test_credentials_refused_for_good_on_fresh_links_stop_the_run(
         async with jobs_tx, results_rx:
             for job_id in ("j1", "j2"):
                 status = JobStatus("SUCCEED", {"info": url})
-                await jobs_tx.send(Finished(Watched(Job(job_id), 0.0), status, 0.0, now))
+                await jobs_tx.send(Finished(Watched(Job(job_id), 0.0).snapshot(0.0, now), status))
             jobs_tx.close()
             with anyio.fail_after(20), pytest.raises(AuthError, match="IAM"):
                 await download_worker(download, jobs_rx, results_tx)

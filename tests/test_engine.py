@@ -12,6 +12,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import pairwise
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ import anyio
 import pytest
 from helpers import FakeClock, virtual_time
 
+from watcher._admission import Admission
 from watcher._client import MetaStudioClient
 from watcher._config import PollPolicy
 from watcher._download import Finished
@@ -28,9 +30,12 @@ from watcher._inputs import Job
 from watcher._manifest import JobResult
 from watcher._outage import Outage
 from watcher._parse import JobPage, JobStatus
+from watcher._pending import Pending
 from watcher._poller import Poller
 from watcher._retry import RetryPolicy
-from watcher._sweeper import SLACK, Sweeper
+from watcher._schedule import Watched
+from watcher._sweeper import SLACK
+from watcher._sweeping import Sweeper
 
 T0 = 1000.0  # the fake clock's start
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # the wall clock at T0
@@ -92,13 +97,17 @@ def succeeds_at(at: float) -> Answer:
 
 @dataclass
 class Engine:
-    """A Poller over the real ApiGate and Outage, all on `clock`, with a FakeApi client."""
+    """A Poller over the real ApiGate and Outage, all on `clock`, with a FakeApi client, fed by
+    the real Admission and Pending registry; a Sweeper (never run: it only makes the list-mode
+    decision) unless the strategy is `single`."""
 
     clock: FakeClock
     api: FakeApi
     policy: PollPolicy
     poller: Poller = field(init=False)
     gate: ApiGate = field(init=False)
+    pending: Pending = field(init=False)
+    sweeper: Sweeper | None = field(init=False)
     downloads: list[Finished] = field(default_factory=list)
     results: list[JobResult] = field(default_factory=list)
 
@@ -108,15 +117,30 @@ class Engine:
         self.gate = ApiGate(client, self.policy, outage, clock=self.clock)
         self._downloads = anyio.create_memory_object_stream[Finished](math.inf)
         self._results = anyio.create_memory_object_stream[JobResult](math.inf)
+        wall_clock = lambda: EPOCH + timedelta(seconds=self.clock() - T0)  # noqa: E731
+        self.pending = Pending(self.gate.counts, wall_clock=wall_clock)
+        self.admission = Admission(
+            self.pending, self.policy, self._results[0].clone(), clock=self.clock
+        )
         self.poller = Poller(
             self.gate,
             self.policy,
+            self.pending,
             self._downloads[0],
             self._results[0],
             clock=self.clock,
-            wall_clock=lambda: EPOCH + timedelta(seconds=self.clock() - T0),
+            wall_clock=wall_clock,
             rng=random.Random(0),
         )
+        self.sweeper = None
+        if self.policy.strategy != "single":
+            self.sweeper = Sweeper(self.gate, self.pending, self.poller, self.policy)
+
+    def job(self, job_id: str) -> Watched:
+        """The pending record of `job_id` (it must be pending)."""
+        w = self.pending.get(job_id)
+        assert w is not None, job_id
+        return w
 
     async def run(
         self, inputs: AsyncIterator[Job | InputError], stop: anyio.Event | None = None
@@ -124,7 +148,7 @@ class Engine:
         """Run the poller to its end (bounded in virtual time) and collect what it sent out."""
         try:
             with anyio.fail_after(3600):
-                await self.poller.run(inputs, stop)
+                await self.poller.run(stop, (partial(self.admission.run, inputs),))
         finally:  # the poller closed the sending ends, whatever happened
             with self._downloads[1] as downloads, self._results[1] as results:
                 self.downloads = [item async for item in downloads]
@@ -158,7 +182,7 @@ async def test_the_gap_between_two_polls_of_a_job_is_exactly_the_cadence(
     await e.run(jobs("a"))
     assert e.api.times("a") == pytest.approx([T0, T0 + 3, T0 + 6, T0 + 9, T0 + 12], abs=NS)
     assert gaps(e.api.times("a")) == [3.0] * 4
-    assert [d.watched.job_id for d in e.downloads] == ["a"] and e.results == []
+    assert [d.seen.job_id for d in e.downloads] == ["a"] and e.results == []
     assert e.poller.stats.effective_cadence == pytest.approx(3.0, abs=NS)
 
 
@@ -174,7 +198,7 @@ async def test_a_short_budget_goes_to_the_most_overdue_job_first(clock: FakeCloc
     assert gaps([t for t, _ in e.api.calls][:15]) == [2.0] * 14
     for job_id in "abc":
         assert set(gaps(e.api.times(job_id))) == {6.0}
-    assert sorted(d.watched.job_id for d in e.downloads) == ["a", "b", "c"]
+    assert sorted(d.seen.job_id for d in e.downloads) == ["a", "b", "c"]
 
 
 @pytest.mark.anyio
@@ -208,7 +232,23 @@ async def test_a_retry_is_never_sooner_than_the_cadence(
     expected = gap if gap is not None else max(3.0, retry.delay(1, random.Random(0)))
     assert expected > 3.0 or gap == 3.0
     assert gaps(e.api.times("a")) == [round(expected, 9)]
-    assert e.poller.stats.retries == 1 and [d.watched.job_id for d in e.downloads] == ["a"]
+    assert e.poller.stats.retries == 1 and [d.seen.job_id for d in e.downloads] == ["a"]
+
+
+@pytest.mark.anyio
+async def test_transient_faults_are_retried_up_to_the_attempts_then_the_job_is_an_error(
+    clock: FakeClock,
+) -> None:
+    """A 500 for ever under 4 attempts: four GETs a cadence apart (the backoff is shorter), three
+    retries, then one ERROR line with the API's code; a 400 is an ERROR at once, not retried."""
+    internal = ApiError(500, "MSS.000000002", "internal", None)
+    bad = ApiError(400, "MSS.000000003", "bad request", None)
+    e = engine(clock, lambda job_id, now: internal if job_id == "a" else bad)
+    await e.run(jobs("a", "b"))
+    assert gaps(e.api.times("a")) == [3.0] * 3 and len(e.api.times("b")) == 1
+    assert (e.poller.stats.retries, e.poller.stats.errors) == (3, 5)
+    codes = {r.job_id: (r.status, r.error.code if r.error else None) for r in e.results}
+    assert codes == {"a": ("ERROR", "MSS.000000002"), "b": ("ERROR", "MSS.000000003")}
 
 
 @pytest.mark.anyio
@@ -228,7 +268,7 @@ async def test_a_refusal_pauses_every_request_for_the_auth_pause(clock: FakeCloc
     assert first == T0
     assert min(t for t, _ in rest) >= T0 + 5.0 - NS
     assert sorted(j for _, j in rest) == ["a", "b"]
-    assert sorted(d.watched.job_id for d in e.downloads) == ["a", "b"]
+    assert sorted(d.seen.job_id for d in e.downloads) == ["a", "b"]
     assert e.poller.stats.retries == 0 and e.gate.counts.refused == 1
 
 
@@ -289,14 +329,14 @@ async def test_auto_switches_to_sweeps_above_capacity_and_back_below_half(
         await anyio.sleep(10.0)
         seen["no single GETs while sweeping"] = len(e.api.calls) == polls_before
         for job_id, expect in (("a", True), ("b", True), ("c", False)):
-            await e.poller.observe(e.poller.pending[job_id], DONE, clock(), listed=True)
+            await e.poller.observe(e.job(job_id), DONE, clock(), listed=True)
             seen[f"after {job_id}"] = e.poller.sweeping == expect
         switched_off = clock()
         await anyio.sleep(3.0)
         seen["asked at once"] = {j for t, j in e.api.calls if t >= switched_off} == {"d", "e"}
         rest.set()
         for job_id in ("d", "e"):
-            await e.poller.observe(e.poller.pending[job_id], DONE, clock(), listed=False)
+            await e.poller.observe(e.job(job_id), DONE, clock(), listed=False)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(drive)
@@ -310,7 +350,7 @@ async def test_auto_switches_to_sweeps_above_capacity_and_back_below_half(
         "after c": True,
         "asked at once": True,
     }
-    assert sorted(d.watched.job_id for d in e.downloads) == list("abcde")
+    assert sorted(d.seen.job_id for d in e.downloads) == list("abcde")
 
 
 @pytest.mark.anyio
@@ -318,7 +358,7 @@ async def test_the_sweep_window_covers_every_listable_pending_job(clock: FakeClo
     """Jobs of unknown creation time: the window starts list_lookback (plus SLACK) before the
     earliest admission, open-ended; once every creation time is known it is those times +- SLACK."""
     e = engine(clock, lambda job_id, now: WAITING, list_lookback=3600.0)
-    sweeper = Sweeper(e.gate, e.poller, e.policy)
+    sweeper = Sweeper(e.gate, e.pending, e.poller, e.policy)
     windows: list[tuple[float | None, float | None]] = []
     done = anyio.Event()
 
@@ -328,9 +368,9 @@ async def test_the_sweep_window_covers_every_listable_pending_job(clock: FakeClo
         yield Job("b")
         await anyio.sleep(1.0)
         windows.append(sweeper.window())
-        e.poller.pending["a"].create_time = EPOCH.timestamp() + 50
+        e.job("a").create_time = EPOCH.timestamp() + 50
         windows.append(sweeper.window())
-        e.poller.pending["b"].create_time = EPOCH.timestamp() + 70
+        e.job("b").create_time = EPOCH.timestamp() + 70
         windows.append(sweeper.window())
         done.set()
 
@@ -349,7 +389,7 @@ async def test_a_list_call_that_stops_working_hands_every_job_to_single_gets(
     clock: FakeClock,
 ) -> None:
     """`list` strategy: a job admitted while the list call works gets no single GET; once the
-    gate finds the list call unusable, `review_sweeps` turns sweeps off and the job is asked
+    gate finds the list call unusable, `Sweeper.review` turns sweeps off and the job is asked
     singly at once, then every cadence."""
     e = engine(clock, succeeds_at(T0 + 20), strategy="list")
     seen: dict[str, object] = {}
@@ -358,7 +398,8 @@ async def test_a_list_call_that_stops_working_hands_every_job_to_single_gets(
         await anyio.sleep(10.0)
         seen["sweeping"], seen["asked"] = e.poller.sweeping, list(e.api.calls)
         e.gate.list_failed("403 for the list")
-        e.poller.review_sweeps()
+        assert e.sweeper is not None
+        e.sweeper.review()
         seen["after"] = e.poller.sweeping
 
     async with anyio.create_task_group() as tg:
@@ -386,7 +427,7 @@ async def test_error_codes_at_the_end_of_a_batch_get_one_more_cadence_not_a_minu
 
     async def sweep_finds_them_failed() -> None:
         await anyio.sleep(1.0)
-        for w in list(e.poller.pending.values()):
+        for w in e.pending:
             await e.poller.observe(w, JobStatus("FAILED", message="no voice"), clock(), listed=True)
 
     async with anyio.create_task_group() as tg:
@@ -396,3 +437,16 @@ async def test_error_codes_at_the_end_of_a_batch_get_one_more_cadence_not_a_minu
     codes = [r.error.code for r in e.results if r.error is not None]
     assert 1 <= codes.count("MSS.000000001") < 20 and "FAILED" in codes
     assert clock() <= T0 + 1 + POLICY.cadence + 0.5
+
+
+@pytest.mark.anyio
+async def test_a_succeeded_job_leaves_the_poller_as_a_frozen_snapshot(clock: FakeClock) -> None:
+    """SUCCEED on the third poll (T0 + 6): the download pool gets a snapshot of three polls,
+    first read at the wall clock's EPOCH, final at T0 + 6, and the job is no longer pending."""
+    e = engine(clock, succeeds_at(T0 + 6))
+    await e.run(jobs("a"))
+    [finished] = e.downloads
+    seen = finished.seen
+    assert (seen.job_id, seen.state, seen.polls, seen.first_poll_at) == ("a", "SUCCEED", 3, EPOCH)
+    assert (seen.started, seen.final) == pytest.approx((T0, T0 + 6), abs=NS)
+    assert e.pending.get("a") is None and e.pending.done

@@ -14,10 +14,10 @@ import pytest
 from helpers import FAST, FAST_DOWNLOADS, SimFactory, make_jobs, read_manifest, run_config, run_jobs
 from hostile_api import dropping_proxy
 
+from watcher._engine import Hooks, watch
 from watcher._errors import AuthError, OutageError
 from watcher._inputs import Job
 from watcher._progress import Snapshot
-from watcher._watch import Hooks, watch
 from watcher.sim.faults import FaultPlan
 
 

@@ -18,11 +18,11 @@ from structlog.testing import capture_logs
 from watcher import _gate as gate
 from watcher import _poller as poller
 from watcher._auth import Token, parse_sdk_date
+from watcher._engine import Hooks, watch
 from watcher._errors import AuthError
 from watcher._gate import ApiGate
 from watcher._inputs import Job
 from watcher._progress import Snapshot
-from watcher._watch import Hooks, watch
 
 LIST = replace(FAST, strategy="list", cadence=0.05, throttle_pause=0.01)
 

@@ -172,13 +172,13 @@ def test_batch_summary_counts_the_whole_batch_beside_this_run() -> None:
 
 
 def test_saved_at_is_written_beside_finished_at_and_read_back() -> None:
-    """`Watched.result(saved_at=...)` puts when the files were saved on the line; it reads back."""
-    watched = Watched(Job("a", {}), admitted=0.0)
-    result = watched.result("FAILED", now=1.0, now_at=T0, saved_at=T0 + timedelta(seconds=2))
+    """`JobResult.of(saved_at=...)` puts when the files were saved on the line; it reads back."""
+    seen = Watched(Job("a", {}), admitted=0.0).snapshot(1.0, T0)
+    result = JobResult.of(seen, "FAILED", saved_at=T0 + timedelta(seconds=2))
     record = orjson.loads(result.to_json())
     assert (record["finished_at"], record["saved_at"]) == (
         "2026-11-25T02:00:00Z",
         "2026-11-25T02:00:02Z",
     )
     assert parse_record(record).saved_at == T0 + timedelta(seconds=2)
-    assert "saved_at" not in orjson.loads(watched.result("FAILED", now=1, now_at=T0).to_json())
+    assert "saved_at" not in orjson.loads(JobResult.of(seen, "FAILED").to_json())

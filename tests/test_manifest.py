@@ -12,10 +12,10 @@ import orjson
 import pytest
 from helpers import SimFactory, make_jobs, run_config
 
+from watcher._engine import Hooks, watch
 from watcher._errors import LedgerError
 from watcher._inputs import Job
 from watcher._manifest import JobResult, SavedFile
-from watcher._watch import Hooks, watch
 from watcher.cli import main
 
 OLD = b'{"job_id":"job-old","status":"FAILED","finished_at":"2026-11-25T02:00:00Z","meta":{"p":"'

@@ -16,6 +16,7 @@ from watcher._gate import ApiCounts, ApiGate
 from watcher._inputs import Job
 from watcher._manifest import JobResult
 from watcher._parse import JobStatus
+from watcher._pending import Pending
 from watcher._poller import Poller
 from watcher._schedule import Watched
 
@@ -36,15 +37,22 @@ async def test_processing_gaps_and_the_longest_gap_are_counted() -> None:
     with downloads, downloaded, results, written:
         await _observe(
             Poller(
-                cast(ApiGate, cast(Any, FakeGate())), FAST, downloads, results, clock=lambda: now[0]
+                cast(ApiGate, cast(Any, FakeGate())),
+                FAST,
+                pending := Pending(),
+                downloads,
+                results,
+                clock=lambda: now[0],
             ),
+            pending,
             now,
         )
 
 
-async def _observe(poller: Poller, now: list[float]) -> None:
+async def _observe(poller: Poller, pending: Pending, now: list[float]) -> None:
     busy, idle = Watched(Job("busy", {}), admitted=0.0), Watched(Job("idle", {}), admitted=0.0)
-    poller.pending.update({"busy": busy, "idle": idle})
+    pending.add(busy)
+    pending.add(idle)
     for at, state in ((0.0, "PROCESSING"), (3.0, "PROCESSING"), (7.0, "WAITING")):
         await poller.observe(busy, JobStatus(state), at, listed=True)
     await poller.observe(idle, JobStatus("WAITING"), 0.0, listed=True)
@@ -52,4 +60,4 @@ async def _observe(poller: Poller, now: list[float]) -> None:
     assert poller.stats.processing_cadence == pytest.approx(3.5)  # 3 s, then 4 s
     assert poller.stats.max_gap == pytest.approx(20.0)
     now[0] = 30.0
-    assert poller.longest_unread() == pytest.approx(23.0)  # busy: unread since 7 s
+    assert pending.longest_unread(now[0]) == pytest.approx(23.0)  # busy: unread since 7 s

@@ -12,7 +12,7 @@ import pytest
 from helpers import FakeClock
 
 from watcher._outage import Outage
-from watcher._poller import PollStats
+from watcher._pending import PollStats
 from watcher._progress import (
     Screen,
     Snapshot,
@@ -22,7 +22,7 @@ from watcher._progress import (
     lines,
     on_terminal,
 )
-from watcher._watch import _Tracker
+from watcher._tracker import Tracker
 
 BUSY = Snapshot(
     elapsed_s=3 * 3600 + 192,
@@ -166,7 +166,7 @@ def test_a_status_line_needs_a_terminal_that_moves_its_cursor(
 
 
 class _Live:
-    """The live counters `_Tracker` reads, set by hand: a poller's, a gate's, downloads', a
+    """The live counters `Tracker` reads, set by hand: a poller's, a gate's, downloads', a
     tally's."""
 
     def __init__(self) -> None:
@@ -182,13 +182,13 @@ class _Live:
     def pause_left(self) -> float | None:
         return None
 
-    def longest_unread(self) -> float | None:
+    def longest_unread(self, now: float) -> float | None:
         return None
 
-    def tracker(self, clock: FakeClock) -> _Tracker:
+    def tracker(self, clock: FakeClock) -> Tracker:
         """A tracker over these counters, on `clock`."""
         me = cast(Any, self)
-        return _Tracker(me, me, me, me, clock=clock)
+        return Tracker(me, me, me, me, clock=clock)
 
     def read(self, requests: int, gaps: int, gap_total: float) -> None:
         """Set the counters to `requests` requests so far and `gaps` gaps summing `gap_total`."""

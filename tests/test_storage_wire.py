@@ -50,6 +50,7 @@ from watcher import cli
 from watcher._commands import run as run_command
 from watcher._config import DownloadPolicy
 from watcher._download import Finished, JobDownload, download_worker
+from watcher._engine import Hooks, storage_session, watch
 from watcher._errors import ApiError, DownloadError, OutageError
 from watcher._inputs import Job
 from watcher._manifest import JobResult
@@ -59,7 +60,6 @@ from watcher._progress import Snapshot
 from watcher._retry import RetryPolicy
 from watcher._schedule import Watched
 from watcher._transfer import fetch_file
-from watcher._watch import Hooks, storage_session, watch
 from watcher.sim.faults import FaultPlan
 
 BODY = bytes(range(256)) * 1200  # 307,200 bytes: streamed in 4 KiB chunks
@@ -335,7 +335,9 @@ async def test_a_huge_error_from_fresh_links_makes_a_short_manifest_message(
         download.refresh = refresh
         async with jobs_tx, results_rx:
             status = JobStatus("SUCCEED", {"info": url}, request_id="req-1")
-            await jobs_tx.send(Finished(Watched(Job("j1"), 0.0), status, 0.0, datetime.now(UTC)))
+            await jobs_tx.send(
+                Finished(Watched(Job("j1"), 0.0).snapshot(0.0, datetime.now(UTC)), status)
+            )
             jobs_tx.close()
             with anyio.fail_after(10):
                 await download_worker(download, jobs_rx, results_tx)
@@ -515,7 +517,9 @@ async def test_download_events_are_logged_with_job_file_and_reason(
             async with jobs_tx, results_rx:
                 for job_id, url in (("j1", good), ("j2", bad)):
                     status = JobStatus("SUCCEED", {"info": url})
-                    await jobs_tx.send(Finished(Watched(Job(job_id), 0.0), status, 0.0, now))
+                    await jobs_tx.send(
+                        Finished(Watched(Job(job_id), 0.0).snapshot(0.0, now), status)
+                    )
                 jobs_tx.close()
                 await download_worker(download, jobs_rx, results_tx)
                 results = [r.status async for r in results_rx]

@@ -22,9 +22,11 @@ from watcher._gate import ApiCounts, ApiGate
 from watcher._inputs import Job
 from watcher._manifest import JobResult
 from watcher._parse import JobPage, JobStatus, ListedJob
+from watcher._pending import Pending
 from watcher._poller import Poller
 from watcher._schedule import Watched
-from watcher._sweeper import PAGE, ChangeRate, Plan, Seat, Sweeper, plan
+from watcher._sweeper import PAGE, ChangeRate, Plan, Seat, plan
+from watcher._sweeping import Sweeper
 
 CADENCE = 3.0
 MAX_GAP = 60.0
@@ -227,7 +229,7 @@ async def test_sweeps_of_a_queue_in_creation_order_read_far_fewer_pages_than_uni
 
     async def counting_sweep(self: Sweeper) -> bool:
         nonlocal uniform
-        pending = [int(w.job_id[4:]) for w in self._poller.pending.values() if not w.final]
+        pending = [int(w.job_id[4:]) for w in self._pending if not w.final]
         if pending:  # job-k is at offset 1599 - k, newest first
             uniform += (1599 - min(pending)) // PAGE + 1
         return await sweep(self)
@@ -284,10 +286,13 @@ async def test_the_first_sweep_reads_the_front_first_and_again_each_cadence() ->
     downloads, downloaded = anyio.create_memory_object_stream[Finished](10)
     results, written = anyio.create_memory_object_stream[JobResult](10)
     with downloads, downloaded, results, written:
-        poller = Poller(cast(ApiGate, gate), policy, downloads, results, clock=lambda: now[0])
+        pending = Pending()
+        poller = Poller(
+            cast(ApiGate, gate), policy, pending, downloads, results, clock=lambda: now[0]
+        )
         for i in range(len(states)):
-            poller.pending[f"j{i}"] = Watched(Job(f"j{i}", {}), admitted=-1.0)
-        sweeper = Sweeper(cast(ApiGate, gate), poller, policy)
+            pending.add(Watched(Job(f"j{i}", {}), admitted=-1.0))
+        sweeper = Sweeper(cast(ApiGate, gate), pending, poller, policy)
         with anyio.fail_after(10):
             assert await sweeper.sweep()
     front = 49 * PAGE

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from watcher._auth import AkSk, Token
     from watcher._bucket import BucketUrl
     from watcher._config import ApiConfig, DownloadPolicy, PollPolicy, RunConfig
+    from watcher._engine import Hooks, Summary
     from watcher._errors import (
         ApiError,
         AuthError,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from watcher._progress import Snapshot
     from watcher._retry import RetryPolicy
     from watcher._shard import Shard
-    from watcher._watch import Hooks, Summary, Watcher
+    from watcher._watch import Watcher
 
 __all__ = [
     "AkSk",
@@ -105,8 +106,8 @@ _HOMES = {
     "Snapshot": "watcher._progress",
     "RetryPolicy": "watcher._retry",
     "Shard": "watcher._shard",
-    "Hooks": "watcher._watch",
-    "Summary": "watcher._watch",
+    "Hooks": "watcher._engine",
+    "Summary": "watcher._engine",
     "Watcher": "watcher._watch",
 }
 

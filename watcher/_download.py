@@ -1,8 +1,9 @@
 """The download pool: save each finished job's files, then hand its manifest line on.
 
-Workers read `Finished` jobs from one bounded stream (back-pressure on the pollers) and send
-`JobResult`s to the manifest. Each file is fetched by `transfer.fetch_file` (exactly the object,
-or an error; see there), over the downloads' own session, which carries no API credentials.
+Workers read `Finished` jobs (a frozen snapshot of each, never the poller's record) from one
+stream and send `JobResult`s (built by `JobResult.of`) to the manifest. Each file is fetched by
+`transfer.fetch_file` (exactly the object, or an error; see there), over the downloads' own
+session, which carries no API credentials.
 
 Transient failures (resets, short bodies, stalls, 5xx, 429 / 503 SlowDown with their Retry-After,
 at most 60 s) are tried again with jittered backoff (`retry.Retrying`), up to `retry.attempts`
@@ -38,11 +39,10 @@ from watcher._bucket import Bucket
 from watcher._config import DownloadPolicy
 from watcher._errors import ApiError, AuthError, DownloadError, TransportError
 from watcher._inputs import Job
-from watcher._manifest import ErrorInfo, JobResult, SavedFile
+from watcher._manifest import ErrorInfo, JobResult, JobSnapshot, SavedFile
 from watcher._outage import Outage
 from watcher._parse import JobStatus
 from watcher._retry import Retrying
-from watcher._schedule import Watched
 from watcher._transfer import PART_SUFFIX as PART_SUFFIX
 from watcher._transfer import Resume, Throttled, Unanswered, clip, discard, fetch_file
 
@@ -54,12 +54,11 @@ AUDIO_SUFFIXES = frozenset({".wav", ".mp3"})
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """A job the API reported SUCCEED, with the links to fetch."""
+    """A job the API reported SUCCEED (`status`, with the links to fetch), as the poller saw it
+    then (`seen`: a frozen snapshot, never the poller's live record)."""
 
-    watched: Watched
+    seen: JobSnapshot
     status: JobStatus
-    finished: float
-    finished_at: datetime
 
 
 def file_name(stem: str, kind: str, url: str) -> str:
@@ -225,18 +224,17 @@ async def download_worker(
     """Save jobs until the stream closes; send one SUCCEED or ERROR result per job."""
     async with jobs, results:
         async for done in jobs:
-            w, request_id = done.watched, done.status.request_id
-            now, now_at = done.finished, done.finished_at
-            job_id = w.job.job_id
+            seen, request_id = done.seen, done.status.request_id
+            job_id = seen.job_id
             try:
                 links = dict(done.status.links)
-                files = await download.save(w.job, links, now_at.timestamp())
+                files = await download.save(seen.job, links, seen.final_at.timestamp())
             except DownloadError as exc:
                 download.finished += 1
                 reason = clip(str(exc))
                 log.warning("job not saved", job_id=job_id, code=exc.code, reason=reason)
                 error = ErrorInfo(exc.code, reason, request_id)
-                await results.send(w.result("ERROR", now=now, now_at=now_at, error=error))
+                await results.send(JobResult.of(seen, "ERROR", error=error))
                 continue
             missing = None
             if "audio" not in files and download.wants("audio"):
@@ -249,7 +247,5 @@ async def download_worker(
             download.finished += 1
             status = "SUCCEED" if missing is None else "ERROR"
             saved_at = datetime.fromtimestamp(download.wall_clock(), UTC)
-            result = w.result(
-                status, now=now, now_at=now_at, files=files, error=missing, saved_at=saved_at
-            )
+            result = JobResult.of(seen, status, files=files, error=missing, saved_at=saved_at)
             await results.send(result)

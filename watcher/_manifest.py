@@ -28,7 +28,8 @@ import anyio.to_thread
 import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from watcher._errors import LedgerError
+from watcher._errors import InputError, LedgerError
+from watcher._inputs import Job
 
 STATUSES = ("SUCCEED", "FAILED", "ERROR", "TIMEOUT", "INVALID")
 VERSION = 2  # lines without "v" are version 1: paths relative to that run's cwd, or absolute
@@ -88,8 +89,30 @@ class ErrorInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """What the watch saw of a job by the time it was final, frozen: all its manifest line
+    needs beyond the outcome. The poller takes it when the job leaves its hands (a download
+    worker gets this, never the poller's live record). `started`, `final`: monotonic (the
+    first reading, else the admission; when the final state was seen); `final_at`: wall clock."""
+
+    job: Job
+    state: str | None
+    polls: int
+    first_poll_at: datetime | None
+    started: float
+    final: float
+    final_at: datetime
+
+    @property
+    def job_id(self) -> str:
+        """The job's id."""
+        return self.job.job_id
+
+
+@dataclass(frozen=True, slots=True)
 class JobResult:
     """The final word on one job: one manifest line, written and read back as this record.
+    Every line a run writes is built here: `of` (a watched job) and `invalid` (a bad input line).
 
     `finished_at`: when the final state was seen; `saved_at`: when its files were saved.
     """
@@ -107,6 +130,38 @@ class JobResult:
     source: str | None = None
     line: int | None = None
     saved_at: datetime | None = None
+
+    @classmethod
+    def of(
+        cls,
+        seen: JobSnapshot,
+        status: str,
+        *,
+        files: Mapping[str, SavedFile] | None = None,
+        error: ErrorInfo | None = None,
+        saved_at: datetime | None = None,
+    ) -> JobResult:
+        """The line of a watched job final as `seen`, its files saved at `saved_at` (wall
+        clock), if any."""
+        return cls(
+            job_id=seen.job_id,
+            status=status,
+            state=seen.state,
+            files=files or {},
+            polls=seen.polls,
+            first_poll_at=seen.first_poll_at,
+            finished_at=seen.final_at,
+            elapsed_s=seen.final - seen.started,
+            error=error,
+            meta=seen.job.meta,
+            saved_at=saved_at,
+        )
+
+    @classmethod
+    def invalid(cls, bad: InputError) -> JobResult:
+        """The line of an input line that is not a job."""
+        error = ErrorInfo("INVALID_INPUT", str(bad))
+        return cls(None, "INVALID", error=error, source=bad.source, line=bad.line)
 
     def to_dict(self, base: Path | None = None) -> dict[str, Any]:
         """The manifest record, file paths relative to `base` (None: absolute)."""

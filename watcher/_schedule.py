@@ -1,8 +1,10 @@
-"""Who is polled when: one heap of due times for every watched job.
+"""Who is polled when: one heap of due times for every watched job, and the record of each.
 
 Costs O(log n) per poll and one small record per job, not a sleeping task per job. The job that has
 been due the longest goes first (ties: the one admitted first), so when the shared budget is short
-every job's wait grows alike and nobody starves. Pure data; the clock is the caller's.
+every job's wait grows alike and nobody starves. Pure data; the clock is the caller's. The
+record (`Watched`) is the pending registry's (`pending.py`); what leaves the poller is its
+frozen `snapshot`.
 
 Each job has at most one live entry: pushing a job again retires the entry it had, which
 `pop_due` then skips, so rescheduling never leaves a stale poll behind.
@@ -16,12 +18,14 @@ from datetime import datetime
 from itertools import count
 
 from watcher._inputs import Job
-from watcher._manifest import ErrorInfo, JobResult, SavedFile
+from watcher._manifest import JobSnapshot
 
 
 @dataclass(slots=True, eq=False)
 class Watched:
-    """A job being watched, and what has been seen of it so far (monotonic times)."""
+    """A job being watched, and what has been seen of it so far (monotonic times). Written by
+    the pending registry (readings: polls, state, first poll, last seen, creation time,
+    listable, sweeps missed), the poller (errors, final) and the schedule (ticket)."""
 
     job: Job
     admitted: float
@@ -43,30 +47,12 @@ class Watched:
         """The job's id."""
         return self.job.job_id
 
-    def result(
-        self,
-        status: str,
-        *,
-        now: float,
-        now_at: datetime,
-        files: dict[str, SavedFile] | None = None,
-        error: ErrorInfo | None = None,
-        saved_at: datetime | None = None,
-    ) -> JobResult:
-        """The manifest line for this job, final at `now` (monotonic) / `now_at` (wall clock),
-        its files saved at `saved_at` (wall clock), if any."""
-        return JobResult(
-            job_id=self.job_id,
-            status=status,
-            state=self.state,
-            files=files or {},
-            polls=self.polls,
-            first_poll_at=self.first_poll_at,
-            finished_at=now_at,
-            elapsed_s=now - (self.first_poll if self.first_poll is not None else self.admitted),
-            error=error,
-            meta=self.job.meta,
-            saved_at=saved_at,
+    def snapshot(self, now: float, now_at: datetime) -> JobSnapshot:
+        """What has been seen of it, frozen, as it is final at `now` (monotonic) / `now_at`
+        (wall clock): what leaves the poller for the downloads and the manifest."""
+        started = self.first_poll if self.first_poll is not None else self.admitted
+        return JobSnapshot(
+            self.job, self.state, self.polls, self.first_poll_at, started, now, now_at
         )
 
 

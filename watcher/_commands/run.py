@@ -37,6 +37,7 @@ from watcher._config import (
     RunConfig,
     default,
 )
+from watcher._engine import Hooks, Summary, watch
 from watcher._errors import ConfigError, Exit, InputError, NoJobsError
 from watcher._inputs import Job, check_inputs, read_inputs
 from watcher._metrics import Metrics, MetricsConfig, Publisher
@@ -44,7 +45,6 @@ from watcher._naming import check_template
 from watcher._options import DAY, PORT, add_api_arguments, api_config, number, positive
 from watcher._progress import Screen, Snapshot, TerminalProgress, log_progress, on_terminal
 from watcher._shard import shard_type
-from watcher._watch import Hooks, Summary, watch
 
 log = structlog.get_logger("watcher.cli")
 FILE_KINDS = ("audio", "srt", "info", "action")
