@@ -15,8 +15,9 @@ from watcher._errors import (
     NoJobsError,
     OutageError,
     TransportError,
+    unwrap,
 )
-from watcher._exits import CODES, PIPE_CLOSED, outcome, report, unwrap
+from watcher._exits import CODES, PIPE_CLOSED, outcome, report
 
 
 def _auth() -> AuthError:

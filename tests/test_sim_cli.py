@@ -203,7 +203,7 @@ def test_python_m_watcher_sim_reports_errors_as_watcher_sim(
 ) -> None:
     """`python -m watcher.sim` is `watcher sim` through the one error mapper: exit 2, one line
     that starts `watcher sim:`, no traceback."""
-    from watcher.sim.cli import main as sim_main
+    from watcher.sim.__main__ import main as sim_main
 
     monkeypatch.setenv("HOME", str(tmp_path))
     assert sim_main(argv) == 2

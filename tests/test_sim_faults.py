@@ -25,7 +25,7 @@ from watcher._auth import AkSk
 from watcher._inputs import Job
 from watcher._parse import FILE_FIELDS
 from watcher.sim import SimConfig, SimThread, Simulator, serve
-from watcher.sim.cli import main as sim_main
+from watcher.sim.__main__ import main as sim_main
 from watcher.sim.config import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK
 from watcher.sim.faults import (
     DEFAULT_SLOW_SECONDS,

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from watcher._auth import Credentials
-from watcher._bucket import BucketUrl
 from watcher._ratelimit import HEADROOM
 from watcher._retry import RetryPolicy
-from watcher._shard import Shard
+
+if TYPE_CHECKING:  # annotations only: config stays below the modules that use it
+    from watcher._bucket import BucketUrl
+    from watcher._shard import Shard
 
 REGIONS = {
     "cn-north-4": "https://metastudio.cn-north-4.myhuaweicloud.com",

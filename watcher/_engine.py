@@ -38,8 +38,7 @@ from watcher._bucket import Bucket
 from watcher._client import USER_AGENT, MetaStudioClient
 from watcher._config import DownloadPolicy, RunConfig
 from watcher._download import Finished, JobDownload, download_worker
-from watcher._errors import InputError, LedgerError
-from watcher._exits import unwrap
+from watcher._errors import InputError, LedgerError, unwrap
 from watcher._gate import ApiGate
 from watcher._inputs import Job
 from watcher._ledger import BatchSummary, Ledger, recover
@@ -95,7 +94,7 @@ async def watch(
     unwritten for the next run. Raises AuthError or OutageError (the run stopped; jobs not final
     were not written), LedgerError (another run holds the batch, or the manifest or `--out`
     cannot be used) and other WatcherErrors unwrapped from the task group, so callers see one
-    exception, not a group; when anything else was raised too, the group (`exits.unwrap`).
+    exception, not a group; when anything else was raised too, the group (`errors.unwrap`).
     """
     try:
         return await _watch(config, inputs, stop, hooks)

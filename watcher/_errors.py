@@ -19,7 +19,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from enum import IntEnum
+
+import anyio
 
 
 class Exit(IntEnum):
@@ -129,3 +132,33 @@ class OutageError(WatcherError):
 
 class NoJobsError(WatcherError):
     """The input held no job at all (an empty file, or a submitter that printed nothing)."""
+
+
+def leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside `exc`, groups flattened (itself when it is no group)."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from leaves(inner)
+    else:
+        yield exc
+
+
+# A task sending to (or reading from) a stream whose other end died of its own error: an echo of
+# that error, not a second one. Only alone is it an error of its own.
+ECHOES = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """The leaves of `exc` that are causes: echoes left out when anything else is there."""
+    found = list(leaves(exc))
+    real = [leaf for leaf in found if not isinstance(leaf, ECHOES)]
+    return real or found
+
+
+def unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The group's one WatcherError (the first) when every member is a WatcherError, so library
+    callers can `except AuthError`; else the group, so nothing unexpected is hidden."""
+    members = causes(group)
+    if members and all(isinstance(m, WatcherError) for m in members):
+        return members[0]
+    return group

@@ -24,11 +24,9 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
-
-import anyio
 
 from watcher._errors import (
     AuthError,
@@ -39,6 +37,7 @@ from watcher._errors import (
     OutageError,
     TransportError,
     WatcherError,
+    causes,
 )
 
 # Not in `Exit`: the code a shell shows for a process SIGPIPE killed (128 + 13). cat, grep and jq
@@ -97,27 +96,6 @@ TABLE: tuple[tuple[type[BaseException], int, Callable[[BaseException], str | Non
 )
 
 
-def leaves(exc: BaseException) -> Iterator[BaseException]:
-    """The exceptions inside `exc`, groups flattened (itself when it is no group)."""
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from leaves(inner)
-    else:
-        yield exc
-
-
-# A task sending to (or reading from) a stream whose other end died of its own error: an echo of
-# that error, not a second one. Only alone is it an error of its own.
-ECHOES = (anyio.BrokenResourceError, anyio.ClosedResourceError)
-
-
-def causes(exc: BaseException) -> list[BaseException]:
-    """The leaves of `exc` that are causes: echoes left out when anything else is there."""
-    found = list(leaves(exc))
-    real = [leaf for leaf in found if not isinstance(leaf, ECHOES)]
-    return real or found
-
-
 def _pipe_closed(exc: BaseException) -> bool:
     """A write to a closed stdout, however a layer below wrapped it (`raise X from exc`)."""
     seen: BaseException | None = exc
@@ -154,15 +132,6 @@ def outcome(exc: BaseException) -> Outcome:
         if row is not None:
             return row
     return Outcome(INTERNAL, "internal error: an empty exception group", internal=True)
-
-
-def unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The group's one WatcherError (the first) when every member is a WatcherError, so library
-    callers can `except AuthError`; else the group, so nothing unexpected is hidden."""
-    members = causes(group)
-    if members and all(isinstance(m, WatcherError) for m in members):
-        return members[0]
-    return group
 
 
 def quiet_stdout() -> None:

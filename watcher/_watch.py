@@ -15,8 +15,7 @@ from anyio.abc import TaskGroup
 from watcher import _logs as logs
 from watcher._config import RunConfig
 from watcher._engine import Hooks, Summary, watch
-from watcher._errors import InputError
-from watcher._exits import leaves, unwrap
+from watcher._errors import InputError, leaves, unwrap
 from watcher._inputs import Job, check_job_id
 from watcher._manifest import JobResult, Tally
 from watcher._pending import PollStats

@@ -38,7 +38,7 @@ from watcher._config import (
     default,
 )
 from watcher._engine import Hooks, Summary, watch
-from watcher._errors import ConfigError, Exit, InputError, NoJobsError
+from watcher._errors import ConfigError, Exit, InputError, NoJobsError, unwrap
 from watcher._inputs import Job, check_inputs, read_inputs
 from watcher._metrics import Metrics, MetricsConfig, Publisher
 from watcher._naming import check_template
@@ -392,7 +392,7 @@ async def _watch_until_signalled(
                 summary = await watch(config, inputs, stop, hooks)
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        raise exits.unwrap(group) from None
+        raise unwrap(group) from None
     return None if stop.is_set() else summary
 
 

@@ -7,8 +7,8 @@ finds them (`watcher._credentials.discover`), so one set of exports serves both;
 With none found, the demo credentials are accepted and printed as `export` lines to paste. Secrets
 that came from the environment, a file or a flag are never printed.
 
-`main` is `python -m watcher.sim [flags]`: `watcher sim` under another name, whose messages say
-`watcher sim:`; `watcher.cli.main` turns its errors into exit codes as for every command.
+`python -m watcher.sim [flags]` (`watcher/sim/__main__.py`) is `watcher sim` under another name;
+`watcher.cli.main` turns its errors into exit codes as for every command.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -128,15 +127,3 @@ def serve(
         if isinstance(exc, BrokenPipeError):  # stdout closed: not the port's fault
             raise
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m watcher.sim [flags]`: the same as `watcher sim`."""
-    from watcher.cli import main as watcher_main  # the entry point, above the simulator
-
-    words = sys.argv[1:] if argv is None else argv
-    return watcher_main(["sim", *words], prog=PROG)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
