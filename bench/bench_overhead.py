@@ -175,7 +175,7 @@ def run(quick: bool = False, repeats: int = 1, jobs: int | None = None) -> str:
                 )
                 if client == "uvloop":
                     cmd = [PYTHON, "-c", ON_LOOP, *cmd[3:]]  # in place of `python -m watcher`
-                env = child_env(WATCHER_LOOP="uvloop" if client == "uvloop" else "asyncio")
+                env = child_env(**({"WATCHER_LOOP": "uvloop"} if client == "uvloop" else {}))
             else:
                 cmd = [PYTHON, str(ROOT / "bench" / "sdk_poller.py"), "--endpoint", sim.url]
                 cmd += ["--ids", str(ids), "--threads", "32"]
