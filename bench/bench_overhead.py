@@ -1,15 +1,22 @@
 """Benchmark 2 (issue 4): CPU per poll and peak RSS, the watcher against the official SDK.
 
-What it measures: 20,000 jobs (2,000 with `--quick`) preloaded into `watcher sim` (its own
-process, no rate limit, `--time-scale 1e6` so no job finishes during the run) are polled by
+What it measures: 20,000 jobs (2,000 with `--quick`, N with `--jobs N`) preloaded into `watcher
+sim` (its own process, no rate limit, `--time-scale 1000`, the most it accepts: no job finishes
+during the run) are polled by
 
-- the watcher: `watcher run IDS --poll single --rate 100000 --cadence 3` (a subprocess), and
+- the watcher: `watcher run IDS --poll single --rate 10000 --cadence 3` (a subprocess;
+  10,000, the most `--rate` accepts, paces at 9,000/s: above what one process reaches),
+- the same on uvloop (`WATCHER_LOOP=uvloop`, through `watcher._loop.run`: the launcher below
+  stands in for the command's wiring until `watcher run` calls it), when uvloop is installed,
 - the baseline a user would otherwise write: the official SDK in a ThreadPoolExecutor(32)
   (`bench/sdk_poller.py`, a subprocess with HOME in a temp dir),
 
-one after the other against the same simulator, twice each (watcher, SDK, SDK, watcher, so
-neither always goes first; once each with `--quick`). Both poll as fast as the simulator
-answers: 20,000 jobs at a 3 s cadence would need 6,667 requests/s.
+one after the other against the same simulator, in a mirrored order (watcher, uvloop, SDK,
+SDK, uvloop, watcher: none always goes first), `--repeats` times (once each, unmirrored, with
+`--quick`). All poll as fast as the simulator answers: 20,000 jobs at a 3 s cadence would need
+6,667 requests/s. With `--jobs 2700` every client that keeps up polls 900 times a second (each
+job once per cadence), so CPU per poll is compared at the same load: on a busy machine a client
+that falls behind batches more work per loop turn and its CPU per poll changes with it.
 
 How: after a warm-up (1,000 polls answered, at least 2 s), a steady-state window of 15 s (4 s
 with `--quick`): CPU = utime + stime of the client process from /proc/PID/stat at both ends
@@ -22,6 +29,7 @@ too. The simulator's own CPU over the window is shown to tell whether it was the
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import random
 import tempfile
 import time
@@ -50,6 +58,22 @@ from common import (
 
 WARM_POLLS = 1000
 WARM_S = 2.0
+# `watcher` as `python -m watcher`, but with the command's anyio.run going through
+# watcher._loop.run (which reads WATCHER_LOOP): what wiring it into the commands will do
+ON_LOOP = (
+    "import sys, types, anyio\n"
+    "from watcher import _loop, cli\n"
+    "proxy = types.ModuleType('anyio')\n"
+    "proxy.__dict__.update(vars(anyio))\n"
+    "proxy.run = _loop.run\n"
+    "cli.anyio = proxy\n"
+    "raise SystemExit(cli.main(sys.argv[1:]))\n"
+)
+LABELS = {
+    "watcher": "watcher (aiohttp, 64 in flight, asyncio loop)",
+    "uvloop": "watcher (aiohttp, 64 in flight, uvloop)",
+    "sdk": "official SDK, ThreadPoolExecutor(32)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,27 +149,33 @@ def measure(
     )
 
 
-def run(quick: bool = False) -> str:
+def run(quick: bool = False, repeats: int = 1, jobs: int | None = None) -> str:
     """Run benchmark 2 and return its table (Markdown)."""
-    jobs = 2000 if quick else 20_000
+    jobs = jobs or (2000 if quick else 20_000)
     window = 4.0 if quick else 15.0
     work = fresh_dir(OUT / "overhead")
     rng = random.Random(2)
     ids = write_lines(work / "ids.txt", (f"{rng.getrandbits(128):032x}" for _ in range(jobs)))
-    order = ["watcher", "sdk"] if quick else ["watcher", "sdk", "sdk", "watcher"]
+    clients = ["watcher", "uvloop", "sdk"]
+    if importlib.util.find_spec("uvloop") is None:
+        log("overhead: uvloop is not installed: the watcher runs on asyncio's loop only")
+        clients.remove("uvloop")
+    order = clients if quick else (clients + clients[::-1]) * repeats
     results: list[Measured] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-sdk-home-") as home,
-        simulator(["--preload", str(ids), "--time-scale", "1e6"], work / "sim.log") as sim,
+        simulator(["--preload", str(ids), "--time-scale", "1000"], work / "sim.log") as sim,
     ):
         log(f"overhead: {jobs} jobs at {sim.url}")
         for i, client in enumerate(order):
-            if client == "watcher":
+            if client in ("watcher", "uvloop"):
                 out = fresh_dir(work / f"out-{i}")
                 cmd = watcher_cmd(
-                    sim.url, out, "--poll", "single", "--rate", "100000", "--cadence", "3", str(ids)
+                    sim.url, out, "--poll", "single", "--rate", "10000", "--cadence", "3", str(ids)
                 )
-                env = child_env()
+                if client == "uvloop":
+                    cmd = [PYTHON, "-c", ON_LOOP, *cmd[3:]]  # in place of `python -m watcher`
+                env = child_env(**({"WATCHER_LOOP": "uvloop"} if client == "uvloop" else {}))
             else:
                 cmd = [PYTHON, str(ROOT / "bench" / "sdk_poller.py"), "--endpoint", sim.url]
                 cmd += ["--ids", str(ids), "--threads", "32"]
@@ -162,9 +192,7 @@ def report(jobs: int, results: list[Measured]) -> str:
     for m in results:
         rows.append(
             [
-                "watcher (aiohttp, 64 in flight)"
-                if m.client == "watcher"
-                else "official SDK, ThreadPoolExecutor(32)",
+                LABELS[m.client],
                 fmt(m.window_polls),
                 fmt(m.window_polls / m.window_s, 0),
                 fmt(m.cpu_per_1000, 3),
@@ -181,6 +209,7 @@ def report(jobs: int, results: list[Measured]) -> str:
         return sum(m.window_cpu_s for m in picked) / max(sum(m.window_polls for m in picked), 1)
 
     ratio = avg("sdk") / avg("watcher")
+    on_uvloop = any(m.client == "uvloop" for m in results)
     text = table(
         f"Benchmark 2 - overhead: {jobs:,} jobs that never finish, no rate limit, simulator in"
         " its own process",
@@ -204,15 +233,29 @@ def report(jobs: int, results: list[Measured]) -> str:
         f"- watcher {1000 * avg('watcher'):.3f} vs SDK {1000 * avg('sdk'):.3f} CPU s per 1,000"
         " polls\n"
     )
+    if on_uvloop:
+        uv = avg("sdk") / avg("uvloop")
+        text += (
+            f"- on uvloop: {1000 * avg('uvloop'):.3f} CPU s per 1,000 polls, SDK / watcher"
+            f" {uv:.2f}x -> {'MET' if uv >= 5 else 'MISSED'}; uvloop / asyncio loop"
+            f" {avg('uvloop') / avg('watcher'):.2f}x the CPU per poll\n"
+        )
     return text
 
 
 def main() -> int:
-    """`python bench/bench_overhead.py [--quick]`."""
+    """`python bench/bench_overhead.py [--quick] [--repeats N] [--jobs N]`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="2,000 jobs, 4 s windows")
+    parser.add_argument("--repeats", type=int, default=1, help="mirrored rounds (default 1)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        help="jobs to poll (20,000; 2,000 quick): 2,700 paces every client at 900 polls/s"
+        " (each job once per 3 s cadence) if it keeps up, which compares CPU at equal load",
+    )
     args = parser.parse_args()
-    print(run(args.quick), flush=True)
+    print(run(args.quick, args.repeats, args.jobs), flush=True)
     return 0
 
 

@@ -56,9 +56,10 @@ def test_the_front_and_processing_pages_are_read_every_cadence_and_quiet_ones_wa
     states[4 * PAGE + 7] = "PROCESSING"  # a straggler in the middle
     # every page read at 0 and seen unchanged since -30 s: quiet pages wait 60 - 3 s
     # the front is the 100 oldest WAITING jobs: 99 on page 9, one on page 8
-    assert due(seats(states, 0.0, -30.0), 3.0) == Plan(pages=(4, 8, 9), singles=())
+    # all read at once: ties go to the older page (nearer the front) first
+    assert due(seats(states, 0.0, -30.0), 3.0) == Plan(pages=(9, 8, 4), singles=())
     # sweeps start a cadence apart: a hot page read late in the last one is still due now
-    assert due(seats(states, 0.0, -30.0), 1.0).pages == (4, 8, 9)
+    assert due(seats(states, 0.0, -30.0), 1.0).pages == (9, 8, 4)
 
 
 def test_a_quiet_page_is_read_again_after_twice_its_quiet_time_and_at_the_floor() -> None:
@@ -84,12 +85,13 @@ def test_quiet_means_nothing_where_states_change_too_rarely_to_tell() -> None:
 
 def test_the_floor_goes_first_within_the_budget_longest_unread_first() -> None:
     """Pages about to pass max_gap are read before any merely due page, the oldest first; more
-    than a sweep's budget of them wait for the next sweep, not for their interval."""
+    than a sweep's budget of them wait for the next sweep, not for their interval; they are
+    read in that order."""
     all_seats = [
         Seat(f"j{i}", i, "WAITING", -float(i // PAGE) / 10, -1000.0) for i in range(50 * PAGE)
     ]  # the front: page 49
-    assert due(all_seats, 57.0, budget=5).pages == (45, 46, 47, 48, 49)
-    assert due(all_seats, 57.0, budget=60).pages == tuple(range(50))
+    assert due(all_seats, 57.0, budget=5).pages == (49, 48, 47, 46, 45)
+    assert due(all_seats, 57.0, budget=60).pages == tuple(range(49, -1, -1))
 
 
 def test_a_page_with_one_pending_job_is_one_single_get() -> None:
@@ -121,6 +123,7 @@ class Model:
     processing_gaps: list[tuple[float, float]] = field(default_factory=list)  # (at, gap)
     requests: int = 0
     rate: ChangeRate = field(default_factory=lambda: ChangeRate(MAX_GAP))
+    page_s: float = 0.0  # how long reading one page takes (0: no time), in the plan's order
 
     def tick(self, now: float) -> Plan:
         jobs = [i for i in range(self.pages * PAGE) if i not in self.done]
@@ -135,9 +138,9 @@ class Model:
             budget=BUDGET,
             change_rate=self.rate.per_page(now, len({i // PAGE for i in jobs})),
         )
-        for number in chosen.pages:
+        for k, number in enumerate(chosen.pages):
             self.requests += 1
-            at = now + self.requests * 0.0  # reading takes no time in the model
+            at = now + k * self.page_s
             self.reads.setdefault(number, []).append(at)
             members = [i for i in range(number * PAGE, (number + 1) * PAGE) if i not in self.done]
             changes = sum(
@@ -161,7 +164,7 @@ class Model:
         while t < seconds:
             chosen = self.tick(t)
             # a sweep takes as long as its pages at 9 requests/s, and at least a cadence
-            t += max(CADENCE, len(chosen.pages) / 9.0)
+            t += max(CADENCE, len(chosen.pages) * max(self.page_s, 1 / 9.0))
         return t
 
     def max_gap(self, page: int, after: float = 0.0) -> float:
@@ -209,6 +212,25 @@ def test_changes_spread_over_the_window_converge_to_a_uniform_round_robin() -> N
     reads = [len([t for t in model.reads[p] if t >= 60.0]) for p in range(pages)]
     assert max(reads) <= 1.5 * min(reads), reads  # nobody read much more often than others
     assert model.requests >= 0.9 * BUDGET * (300.0 / CADENCE)  # the budget is used, as before
+
+
+def test_spread_changes_never_leave_a_page_unread_longer_than_a_uniform_round() -> None:
+    """Random order, pages read one after the other at 9/s: no page waits longer than a full
+    uniform round (every page once at the rate); pages read in page order within each sweep
+    made some wait a round plus most of a sweep (scenario D's max delay, +12%)."""
+    pages = 100
+    rng = random.Random(12)
+    starts = [rng.uniform(0, 600) for _ in range(pages * PAGE)]
+
+    def state_at(i: int, t: float) -> str:
+        s = starts[i]
+        return "WAITING" if t < s else "PROCESSING" if t < s + 8.0 else "SUCCEED"
+
+    model = Model(pages, state_at, page_s=1 / 9.0)
+    model.run(150.0)
+    uniform_round = pages / 9.0  # ~11 s: what a uniform sweep of every page takes at 9/s
+    gaps = [model.max_gap(p, after=30.0) for p in range(pages)]
+    assert max(gaps) <= uniform_round + 0.5, max(gaps)
 
 
 @pytest.mark.anyio

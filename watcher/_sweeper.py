@@ -93,8 +93,8 @@ class Seat:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """One sweep's reading: pages (offset / PAGE, in the order to read them) and jobs to
-    read with one single GET each instead of their page."""
+    """One sweep's reading: pages (offset / PAGE) in the order to read them, the most urgent
+    first, and jobs to read with one single GET each instead of their page."""
 
     pages: tuple[int, ...]
     singles: tuple[str, ...]
@@ -165,4 +165,6 @@ def plan(
             singles.append(members[0].job_id)
         else:
             pages.append(page)
-    return Plan(tuple(sorted(pages)), tuple(singles))
+    # read in that order, not by page number: a page chosen last would otherwise be read
+    # first in one sweep and last in another, a round plus most of a sweep apart
+    return Plan(tuple(pages), tuple(singles))
