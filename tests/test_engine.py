@@ -34,8 +34,8 @@ from watcher._pending import Pending
 from watcher._poller import Poller
 from watcher._retry import RetryPolicy
 from watcher._schedule import Watched
-from watcher._sweeper import SLACK
-from watcher._sweeping import Sweeper
+from watcher._sweep_plan import SLACK
+from watcher._sweeper import Sweeper
 
 T0 = 1000.0  # the fake clock's start
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # the wall clock at T0

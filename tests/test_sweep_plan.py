@@ -25,8 +25,8 @@ from watcher._parse import JobPage, JobStatus, ListedJob
 from watcher._pending import Pending
 from watcher._poller import Poller
 from watcher._schedule import Watched
-from watcher._sweeper import PAGE, ChangeRate, Plan, Seat, plan
-from watcher._sweeping import Sweeper
+from watcher._sweep_plan import PAGE, ChangeRate, Plan, Seat, plan
+from watcher._sweeper import Sweeper
 
 CADENCE = 3.0
 MAX_GAP = 60.0

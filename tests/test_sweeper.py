@@ -34,7 +34,7 @@ from watcher._parse import JobPage, JobStatus
 from watcher._pending import Pending
 from watcher._retry import RetryPolicy
 from watcher._schedule import Watched
-from watcher._sweeping import Sweeper
+from watcher._sweeper import Sweeper
 from watcher.sim import SimConfig, SimThread, Simulator
 
 

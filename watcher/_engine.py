@@ -49,7 +49,7 @@ from watcher._pending import Pending, PollStats
 from watcher._poller import Poller
 from watcher._progress import Snapshot
 from watcher._resume import ResumeStats, remove_partials
-from watcher._sweeping import Sweeper
+from watcher._sweeper import Sweeper
 from watcher._tracker import Tracker
 
 log = structlog.get_logger("watcher.watch")

@@ -4,7 +4,7 @@ One loop takes the most overdue job from the `Schedule` (jobs arrive from `admis
 through the pending registry, `pending.py`), waits for its turn at the API gate (`gate.py`: the
 rate limit, pauses, outages), and starts one short task for its request (at most
 `max_in_flight` at once). Every answer, whether from that single GET or from a list sweep
-(`sweeper.py`, which decides whether sweeps carry the polling), goes through `observe`, and
+(`_sweeper.py`, which decides whether sweeps carry the polling), goes through `observe`, and
 `routing.py` says what it means:
 
     PENDING    -> polled again one cadence after it was read; while list sweeps carry the
