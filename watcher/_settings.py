@@ -124,7 +124,7 @@ def read_file(path: Path, origin: str | None = None) -> dict[str, Any]:
 # the other is dropped (`WATCHER_ENDPOINT=x watcher run --region cn-east-3` talks to cn-east-3).
 EXCLUSIVE = (("endpoint", "region"),)
 # Variables the watcher reads that are not flags of `watcher run`.
-OTHER_VARIABLES = frozenset({"WATCHER_CONFIG", "WATCHER_DEBUG"})
+OTHER_VARIABLES = frozenset({"WATCHER_CONFIG", "WATCHER_DEBUG", "WATCHER_LOOP"})
 RANK = {"flag": 0, "variable": 1, "file": 2, "default": 3}
 
 

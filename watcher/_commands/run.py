@@ -27,6 +27,7 @@ import structlog
 
 from watcher import _exits as exits
 from watcher import _logs as logs
+from watcher import _loop as loop
 from watcher import _report as report
 from watcher._bucket import BucketUrl, store_options
 from watcher._config import (
@@ -442,7 +443,7 @@ def _watched(
     started = time.monotonic()
     inputs = _Counted(read_inputs(args.inputs))
     try:
-        summary = anyio.run(_watch_until_signalled, config, aiter(inputs), hooks, publisher)
+        summary = loop.run(_watch_until_signalled, config, aiter(inputs), hooks, publisher)
     finally:
         if terminal is not None:
             terminal.close()

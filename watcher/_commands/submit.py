@@ -19,9 +19,9 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-import anyio
 import orjson
 
+from watcher import _loop as loop
 from watcher import _submit as submitting
 from watcher._errors import ConfigError
 from watcher._inputs import MAX_LINE_BYTES as RUN_LINE_BYTES
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             keep_text=args.keep_text,
             rest=None if rest_file is None else partial(_write, rest_file),
         )
-        tally = anyio.run(submit, api, args.inputs, body_defaults(args))
+        tally = loop.run(submit, api, args.inputs, body_defaults(args))
     finally:
         if rest_file is not None:
             rest_file.close()
