@@ -10,7 +10,7 @@ grows with the number of jobs. Two series:
 - `auto`: `watcher run -` with the defaults (`--poll auto --rate 10`), what a user would run:
   admission time and peak RSS only (at 10 requests/s there is too little polling to measure).
 
-The ids are preloaded into one `watcher sim` (its own process, `--time-scale 1e6`, no rate
+The ids are preloaded into one `watcher sim` (its own process, `--time-scale 1000`, no rate
 limit) so every poll is a real 200 answer (WAITING/PROCESSING) and no job ends during the run;
 each size uses the first N of them.
 
@@ -200,7 +200,7 @@ def run(quick: bool = False) -> str:
     ids = [f"{rng.getrandbits(128):032x}" for _ in range(max(sizes))]
     preload = write_lines(work / "ids.txt", ids)
     points: list[Point] = []
-    sim_args = ["--preload", str(preload), "--time-scale", "1e6"]
+    sim_args = ["--preload", str(preload), "--time-scale", "1000"]
     with simulator(sim_args, work / "sim.log") as sim:
         log(f"scale: {len(ids)} ids preloaded at {sim.url}")
         for n in sizes:
