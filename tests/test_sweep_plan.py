@@ -10,12 +10,11 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, cast
 
 import anyio
 import pytest
-from helpers import FAST, FAST_DOWNLOADS, make_jobs, read_manifest, run_config, run_jobs
+from helpers import FAST
 
 from watcher._download import Finished
 from watcher._gate import ApiCounts, ApiGate
@@ -233,49 +232,6 @@ def test_spread_changes_never_leave_a_page_unread_longer_than_a_uniform_round() 
     assert max(gaps) <= uniform_round + 0.5, max(gaps)
 
 
-@pytest.mark.anyio
-async def test_sweeps_of_a_queue_in_creation_order_read_far_fewer_pages_than_uniform_ones(
-    sim_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """1,600 jobs (16 pages) queued on 20 slots, sweeps every 0.05 s: the sweeps read under 70%
-    of the pages a uniform sweep reads (every page from the newest to the oldest pending job's,
-    every sweep: what sweeps did before; ~40-50% measured), only the first reads every page;
-    every job SUCCEEDs."""
-    read = uniform = full = 0
-    page, sweep, sweep_all = ApiGate.page, Sweeper.sweep, Sweeper._sweep_all
-
-    async def counting_page(self: ApiGate, **kwargs: Any) -> Any:
-        nonlocal read
-        read += kwargs["limit"] > 1
-        return await page(self, **kwargs)
-
-    async def counting_sweep(self: Sweeper) -> bool:
-        nonlocal uniform
-        pending = [int(w.job_id[4:]) for w in self._pending if not w.final]
-        if pending:  # job-k is at offset 1599 - k, newest first
-            uniform += (1599 - min(pending)) // PAGE + 1
-        return await sweep(self)
-
-    async def counting_sweep_all(self: Sweeper, *args: Any) -> bool:
-        nonlocal full
-        full += 1
-        return await sweep_all(self, *args)
-
-    monkeypatch.setattr(ApiGate, "page", counting_page)
-    monkeypatch.setattr(Sweeper, "sweep", counting_sweep)
-    monkeypatch.setattr(Sweeper, "_sweep_all", counting_sweep_all)
-    jobs = make_jobs(1600)
-    sim = sim_factory(jobs, time_scale=0.005, slots=20, fail_percent=0)
-    poll = replace(FAST, strategy="list", cadence=0.05)
-    download = replace(FAST_DOWNLOADS, kinds=frozenset({"audio"}))
-    with anyio.fail_after(60):
-        await run_jobs(run_config(sim.url, tmp_path, poll, download), *jobs)
-    lines = read_manifest(tmp_path)
-    assert len(lines) == 1600 and {r["status"] for r in lines} == {"SUCCEED"}
-    assert read < 0.7 * uniform, (read, uniform, full)
-    assert full == 1, full  # the open window of the first sweep was bounded, not read again
-
-
 class PagedGate:
     """A list call over `states` (index 0 the newest job) on a fake clock: each page takes
     `page_s` seconds; records the offsets asked."""
@@ -322,3 +278,77 @@ async def test_the_first_sweep_reads_the_front_first_and_again_each_cadence() ->
     reads = [i for i, offset in enumerate(gate.offsets) if offset == front]
     assert len(reads) >= 25 * 0.5 / CADENCE  # every cadence (6 pages) over the 25 s sweep
     assert max(b - a for a, b in itertools.pairwise(reads)) <= CADENCE / 0.5 + 1
+
+
+class QueueGate(PagedGate):
+    """A `PagedGate` whose states follow the fake clock (`state_at(index, now)`, index 0 the
+    newest job); a SUCCEED row carries its links, as the list's rows do."""
+
+    def __init__(self, jobs: int, state_at: Any, now: list[float], page_s: float) -> None:
+        super().__init__(["WAITING"] * jobs, now, page_s)
+        self.state_at = state_at
+
+    async def page(
+        self, *, offset: int, limit: int, since: float | None, until: float | None
+    ) -> JobPage:
+        self.offsets.append(offset)
+        self.now[0] += self.page_s
+        rows = range(offset, min(offset + limit, len(self.states)))
+        states = {i: self.state_at(i, self.now[0]) for i in rows}
+        links = {"audio": "http://storage.invalid/a.wav"}
+        jobs = tuple(
+            ListedJob(f"j{i}", 1000.0, JobStatus(s, links if s == "SUCCEED" else {}))
+            for i, s in states.items()
+        )
+        return JobPage(len(self.states), jobs)
+
+
+@pytest.mark.anyio
+async def test_sweeps_of_a_queue_in_creation_order_read_far_fewer_pages_than_uniform_ones() -> None:
+    """1,600 jobs (16 pages) worked oldest first, 20 at a time for 6 s each, on a fake clock: the
+    sweeps read under 60% of the pages a uniform sweep reads (every page from the newest to the
+    oldest pending job's, every sweep: what sweeps did before), only the first reads every page,
+    and every job is seen SUCCEED and handed to the downloads."""
+    jobs = 16 * PAGE
+
+    def state_at(i: int, t: float) -> str:
+        start = (jobs - 1 - i) // 20 * 6.0  # the oldest (highest index) first
+        return "WAITING" if t < start else "PROCESSING" if t < start + 6.0 else "SUCCEED"
+
+    now = [0.0]
+    gate = QueueGate(jobs, state_at, now, 1 / 9.0)
+    policy = replace(FAST, cadence=CADENCE, rate=10.0, strategy="list", max_gap=MAX_GAP)
+    downloads, downloaded = anyio.create_memory_object_stream[Finished](jobs)
+    results, written = anyio.create_memory_object_stream[JobResult](jobs)
+    full = 0
+    sweep_all = Sweeper._sweep_all
+
+    async def counting_sweep_all(self: Sweeper, *args: Any) -> bool:
+        nonlocal full
+        full += 1
+        return await sweep_all(self, *args)
+
+    uniform = 0
+    with downloads, downloaded, results, written, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Sweeper, "_sweep_all", counting_sweep_all)
+        pending = Pending()
+        poller = Poller(
+            cast(ApiGate, gate), policy, pending, downloads, results, clock=lambda: now[0]
+        )
+        for i in range(jobs):
+            pending.add(Watched(Job(f"j{i}", {}), admitted=-1.0))
+        sweeper = Sweeper(cast(ApiGate, gate), pending, poller, policy)
+        for _ in range(1000):  # 80 groups of 6 s: about 160 sweeps
+            live = [int(w.job_id[1:]) for w in pending if not w.final]
+            if not live:
+                break
+            uniform += max(live) // PAGE + 1
+            began = now[0]
+            with anyio.fail_after(10):
+                await sweeper.sweep()
+            now[0] = max(now[0], began + CADENCE)
+        handed = downloaded.statistics().current_buffer_used
+    assert not live, f"{len(live)} jobs never seen SUCCEED"
+    assert handed == jobs
+    assert full == 1, full
+    assert len(gate.offsets) < 0.6 * uniform, (len(gate.offsets), uniform)
