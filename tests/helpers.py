@@ -109,7 +109,7 @@ def run_in_virtual_time(clock: FakeClock, main: Callable[[], Awaitable[T]]) -> T
     )
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 45.0) -> None:
     """Wait (in real time, polling every 20 ms) for `condition` from another thread or process;
     fail the test naming `what` if it does not hold within `timeout`. For waits on real
     processes only: the timeout is a bound against hanging, never what a test measures."""
