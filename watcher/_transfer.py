@@ -293,6 +293,10 @@ async def _get(
     run = anyio.to_thread.run_sync
     out: _PartFile | None = None
     keep: tuple[str, int] | None = None  # (ETag, total): on a transient failure, resume later
+    # Pieces as they came off the socket (`iter_chunks`: no join into a copy), held until
+    # `chunk_bytes` of them go to the worker thread in one hand-off; a try cut short writes
+    # what it holds before it keeps its `.part`, so the next try asks only for the rest.
+    pieces: list[bytes] = []
     try:
         async with session.get(url, headers=headers, timeout=timeout) as resp:
             answer = await _check_answer(resp, offset, resume.total if resume else 0, policy)
@@ -301,9 +305,6 @@ async def _get(
             start, total = answer
             cap = policy.max_file_bytes
             speed = LowSpeed(policy.speed_limit, policy.speed_time)
-            # Pieces as they came off the socket (`iter_chunks`: no join into a copy), held
-            # until `chunk_bytes` of them go to the worker thread in one hand-off.
-            pieces: list[bytes] = []
             held = 0
             if not start and total and total <= policy.chunk_bytes:
                 async for piece, _ in resp.content.iter_chunks():
@@ -329,14 +330,15 @@ async def _get(
                         pieces, held = [], 0
                 if pieces:
                     await run(out.write, pieces)
+                    pieces = []  # written: a failure from here on must not write them again
                 _check_size(out.size, total or None)
                 keep = None
                 duration = await run(out.finish, target, inspect)
     except DownloadError as exc:
-        await _give_up(part, out, resume, keep if exc.transient else None)
+        await _give_up(part, out, resume, keep if exc.transient else None, pieces)
         raise
     except (aiohttp.ClientError, TimeoutError) as exc:
-        await _give_up(part, out, resume, keep)
+        await _give_up(part, out, resume, keep, pieces)
         raise _translate(exc, policy) from exc
     except ValueError as exc:
         await _give_up(part, out, resume, None)
@@ -400,19 +402,27 @@ def _check_size(size: int, expected: int | None) -> None:
 
 
 async def _give_up(
-    part: Path, out: _PartFile | None, resume: Resume | None, keep: tuple[str, int] | None
+    part: Path,
+    out: _PartFile | None,
+    resume: Resume | None,
+    keep: tuple[str, int] | None,
+    held: list[bytes] | None = None,
 ) -> None:
     """After a failed try: the `.part` kept in `resume` if `keep` (ETag, total) and it has
-    bytes, else removed. Never raises: a failed cleanup is logged, the try's own error stands."""
+    bytes (the `held` pieces, received but not yet written, written first), else removed.
+    Never raises: a failed cleanup is logged, the try's own error stands."""
     with anyio.CancelScope(shield=True):
-        if keep is not None and out is not None and out.size and resume is not None:
+        if keep is not None and out is not None and resume is not None:
             try:
+                if held:
+                    await anyio.to_thread.run_sync(out.write, held)
                 await anyio.to_thread.run_sync(out.close)
             except OSError:
                 pass
             else:
-                resume.keep(part, keep[0], keep[1], out.size, out.digest)
-                return
+                if out.size:
+                    resume.keep(part, keep[0], keep[1], out.size, out.digest)
+                    return
         if resume is not None:
             resume.clear()
         await discard(part, out)
