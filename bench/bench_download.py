@@ -32,8 +32,16 @@ Under a realistic link (issue 12): `--latency S` gives the simulator's storage a
 latency of S seconds (`watcher sim --storage-latency`) and `--bandwidth B` a cap of B bytes a
 second per connection; `--parallel 8,16,32` runs, for each concurrency N, the watcher with
 `--download-workers N`, `curl --parallel --parallel-max N` and `aria2c -j N` (1.36, `-i` a list
-of links, `--file-allocation=none`, one connection per file), once each, in that order. The
-table then has CPU ms per saved file as well.
+of links, `--file-allocation=none`, one connection per file), once each, in that order (with
+`--repeat R`, R rounds, round r starting with the r-th tool, so that none always goes first or
+last; the verdicts pool each tool's rounds and give the spread of the per-round ratios).
+`--only 200KB|20MB` and `--to disk|tmpfs` run one group or one destination. The table also has
+CPU ms per saved file, the storage requests the simulator answered during each pass (every tool
+must fetch each file once: the same count) and the most TCP connections open to the simulator
+at once (sampled every 10 ms from /proc/net/tcp; the watcher's API connection counts too), which
+shows that a tool really ran N transfers at a time: the watcher saves N jobs at a time, each
+job's files one after another, so with fewer jobs than N (the `--quick` 20 MB group: 3 jobs) it
+opens fewer connections than curl and aria2c do.
 """
 
 from __future__ import annotations
