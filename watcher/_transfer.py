@@ -142,10 +142,10 @@ class Resume:
 
 class _PartFile:
     """The `.part` file a download is written to, hashed as it is written. Every method is
-    blocking, meant for a worker thread: `write` takes a batch of body pieces (up to
-    `chunk_bytes` of them, one thread hand-off per batch) and hashes and writes each as it
-    came off the socket, never joined into one copy (hashlib releases the GIL, so hashing runs
-    beside the event loop)."""
+    blocking, meant for a worker thread: `write` takes a batch of body pieces (`chunk_bytes`
+    of them, give or take one piece: one thread hand-off per batch) and hashes and writes each
+    as it came off the socket, never joined into one copy (hashlib releases the GIL, so hashing
+    runs beside the event loop)."""
 
     __slots__ = ("_file", "digest", "part", "size")
 
@@ -223,10 +223,10 @@ async def fetch_file(
     `inspect`, if given, checks the complete `.part` before it gets its final name (in a worker
     thread) and returns a duration; a ValueError from it is a BAD_AUDIO error. A body of at
     most `chunk_bytes` is read whole and stored in a single worker-thread call; a larger one
-    goes to the `.part` `chunk_bytes` at a time. With `resume`,
-    a try cut short keeps its `.part` there (the caller removes it if it gives up) and the next
-    try with the same `resume` goes on from where it stopped. Messages start with the file name
-    and are at most MAX_MESSAGE characters.
+    goes to the `.part` about `chunk_bytes` at a time. With `resume`, a try cut short keeps its
+    `.part` there, with every byte it had read (the caller removes it if it gives up), and the
+    next try with the same `resume` goes on from where it stopped. Messages start with the file
+    name and are at most MAX_MESSAGE characters.
     """
     try:
         scheme = URL(url).scheme
