@@ -15,7 +15,7 @@ curl, curl, watcher; once each with `--quick`):
   to the process's exit (every file saved, renamed, hashed and in the fsynced manifest); the
   column "incl. startup" times it from the spawn. Bytes: the manifest's file sizes.
 - curl 7.88: `curl --parallel --parallel-max 8 --fail --config LINKS` with one `url`/`output`
-  pair per file, for the same files: links read with ShowAsyncTtsJob (`watcher._api` client)
+  pair per file, for the same files: links read with ShowAsyncTtsJob (`watcher._client`)
   just before, valid for an hour. Timed from spawn to exit. Bytes: the files on disk.
 
 Each pass writes into an empty folder; the folder is deleted and `sync` run between passes so
@@ -32,8 +32,16 @@ Under a realistic link (issue 12): `--latency S` gives the simulator's storage a
 latency of S seconds (`watcher sim --storage-latency`) and `--bandwidth B` a cap of B bytes a
 second per connection; `--parallel 8,16,32` runs, for each concurrency N, the watcher with
 `--download-workers N`, `curl --parallel --parallel-max N` and `aria2c -j N` (1.36, `-i` a list
-of links, `--file-allocation=none`, one connection per file), once each, in that order. The
-table then has CPU ms per saved file as well.
+of links, `--file-allocation=none`, one connection per file), once each, in that order (with
+`--repeat R`, R rounds, round r starting with the r-th tool, so that none always goes first or
+last; the verdicts pool each tool's rounds and give the spread of the per-round ratios).
+`--only 200KB|20MB` and `--to disk|tmpfs` run one group or one destination. The table also has
+CPU ms per saved file, the storage requests the simulator answered during each pass (every tool
+must fetch each file once: the same count) and the most TCP connections open to the simulator
+at once (sampled every 10 ms from /proc/net/tcp; the watcher's API connection counts too), which
+shows that a tool really ran N transfers at a time: the watcher saves N jobs at a time, each
+job's files one after another, so with fewer jobs than N (the `--quick` 20 MB group: 3 jobs) it
+opens fewer connections than curl and aria2c do.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ import os
 import random
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -84,6 +93,41 @@ PASS_TIMEOUT_S = 900.0
 SHM = Path("/dev/shm/bench-polling-download")  # noqa: S108 - our own folder, removed after
 
 
+class Connections:
+    """Samples, every 10 ms in a thread while the block runs, how many established TCP
+    connections have `port` (the simulator's) as their far end; `peak` is the most seen. The
+    watcher's few API connections count too (it polls the same simulator)."""
+
+    def __init__(self, port: int) -> None:
+        self._port = f"{port:04X}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.peak = 0
+
+    def _count(self) -> int:
+        count = 0
+        for table_path in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError), open(table_path) as f:
+                next(f, None)
+                for row in f:
+                    fields = row.split(None, 4)
+                    if fields[3] == "01" and fields[2].rsplit(":", 1)[1] == self._port:
+                        count += 1
+        return count
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._count())
+
+    def __enter__(self) -> Connections:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 @dataclass(frozen=True, slots=True)
 class Pass:
     """One timed download of a whole group."""
@@ -97,6 +141,8 @@ class Pass:
     client_cpu_s: float
     sim_cpu_s: float
     exit_code: int
+    requests: int = 0  # storage requests the simulator answered during the pass
+    connections: int = 0  # most TCP connections open to the simulator at once (API included)
 
     @property
     def mb_s(self) -> float:
@@ -245,16 +291,30 @@ def run(
     latency: float = 0.0,
     bandwidth: float | None = None,
     parallel: tuple[int, ...] = (),
+    only: str | None = None,
+    to: str | None = None,
+    repeat: int = 1,
 ) -> str:
     """Run benchmark 4 and return its table (Markdown); `latency`, `bandwidth`, `parallel`: see
-    the module docstring (none: the original watcher-vs-curl passes at 8)."""
+    the module docstring (none: the original watcher-vs-curl passes at 8). `only` one group
+    ("200KB" or "20MB"), `to` one destination ("disk" or "tmpfs"); `repeat`: the whole order
+    of passes that many times over, round after round, so every tool sees the same noise
+    (with `parallel`, round r starts with the r-th tool)."""
     groups = {"200 KB": (100 if quick else 2000, SMALL_CHARS)}
     groups["20 MB"] = (3 if quick else 50, LARGE_CHARS)
+    if only is not None:
+        groups = {g: v for g, v in groups.items() if g.replace(" ", "") == only}
     order: list[tuple[str, int]] = [("watcher", PARALLEL), ("curl", PARALLEL)]
     if not quick:
         order += [("curl", PARALLEL), ("watcher", PARALLEL)]
-    if parallel:
-        order = [(tool, n) for n in parallel for tool in ("watcher", "curl", "aria2c")]
+    rounds = [order] * repeat
+    if parallel:  # each round starts with the next tool, so none always goes first
+        tools = ("watcher", "curl", "aria2c")
+        rounds = [
+            [(tool, n) for n in parallel for tool in tools[r % 3 :] + tools[: r % 3]]
+            for r in range(repeat)
+        ]
+    order = [step for steps in rounds for step in steps]
     work = fresh_dir(OUT / "download")
     rng = random.Random(5)
     files: dict[str, Path] = {}
@@ -278,6 +338,8 @@ def run(
     dests = [("disk", work / "out")]
     if SHM.parent.is_dir() and shutil.disk_usage(SHM.parent).free > 3e9:
         dests.append(("tmpfs", SHM))
+    if to is not None:
+        dests = [(name, path) for name, path in dests if name == to]
     try:
         with simulator(sim_args, work / "sim.log") as sim:
             for dest, out in dests:
@@ -288,15 +350,23 @@ def run(
                     for i, (tool, n) in enumerate(order):
                         fresh_dir(out)
                         os.sync()
-                        if tool == "watcher":
-                            slug = f"{group.replace(' ', '')}-{dest}-{i}"
-                            logfile = work / f"watcher-{slug}.log"
-                            p = watcher_pass(sim, jobs_file, out, logfile, n)
-                        elif tool == "curl":
-                            p = curl_pass(sim, links, out, work, n)
-                        else:
-                            p = aria2c_pass(sim, links, out, work, n)
-                        p = replace(p, tool=f"{tool} x{n}")
+                        asked = sim.count("Storage")
+                        with Connections(URL(sim.url).port or 80) as connections:
+                            if tool == "watcher":
+                                slug = f"{group.replace(' ', '')}-{dest}-{i}"
+                                logfile = work / f"watcher-{slug}.log"
+                                p = watcher_pass(sim, jobs_file, out, logfile, n)
+                            elif tool == "curl":
+                                p = curl_pass(sim, links, out, work, n)
+                            else:
+                                p = aria2c_pass(sim, links, out, work, n)
+                        requests = sim.count("Storage") - asked
+                        p = replace(
+                            p,
+                            tool=f"{tool} x{n}",
+                            requests=requests,
+                            connections=connections.peak,
+                        )
                         passes[group, dest].append(p)
                         log(
                             f"download/{group}/{dest}/{p.tool}: {p.mb_s:.1f} MB/s ({p.files} files)"
@@ -336,6 +406,8 @@ def report(
                     fmt(100 * p.client_cpu_s / p.seconds, 0),
                     fmt(100 * p.sim_cpu_s / p.seconds, 0),
                     fmt(1000 * p.client_cpu_s / p.files, 2),
+                    fmt(p.requests),
+                    fmt(p.connections),
                 ]
             )
         sizes = {p.bytes for p in done}
@@ -347,6 +419,10 @@ def report(
             seconds = sum(float(getattr(p, timed)) for p in picked)
             return sum(p.bytes for p in picked) / 1e6 / seconds
 
+        def cpu_ms(tool: str, done: list[Pass] = done) -> float:
+            picked = [p for p in done if p.tool == tool]
+            return 1000 * sum(p.client_cpu_s for p in picked) / sum(p.files for p in picked)
+
         ns = sorted({int(p.tool.rsplit("x", 1)[1]) for p in done})
         for n in ns:
             ours = f"watcher x{n}"
@@ -355,10 +431,20 @@ def report(
                     continue
                 ratio = pooled(ours, "seconds") / pooled(other, "seconds")
                 ratio_spawn = pooled(ours, "seconds_from_spawn") / pooled(other, "seconds")
+                rounds = [
+                    a.mb_s / b.mb_s
+                    for a, b in zip(
+                        [p for p in done if p.tool == ours],
+                        [p for p in done if p.tool == other],
+                        strict=False,
+                    )
+                ]
+                spread = f", rounds {min(rounds):.2f}-{max(rounds):.2f}x" if len(rounds) > 1 else ""
                 verdicts.append(
                     f"{group} to {dest}, {n} at a time: watcher {pooled(ours, 'seconds'):.1f}"
-                    f" MB/s vs {other} {pooled(other, 'seconds'):.1f} MB/s = {ratio:.2f}x"
-                    f" (from spawn: {ratio_spawn:.2f}x); target >= 1.0x -> "
+                    f" MB/s ({cpu_ms(ours):.2f} CPU ms/file) vs {other}"
+                    f" {pooled(other, 'seconds'):.1f} MB/s ({cpu_ms(other):.2f}) = {ratio:.2f}x"
+                    f"{spread} (from spawn: {ratio_spawn:.2f}x); target >= 1.0x -> "
                     + ("MET" if ratio >= 1.0 else "MISSED")
                 )
     text = table(
@@ -376,6 +462,8 @@ def report(
             "client CPU %",
             "sim CPU %",
             "client CPU ms/file",
+            "storage requests",
+            "peak connections",
         ],
         rows,
     )
@@ -391,9 +479,13 @@ def main() -> int:
     parser.add_argument(
         "--parallel", default="", help="concurrencies to compare, e.g. 8,16,32 (adds aria2c)"
     )
+    parser.add_argument("--only", choices=("200KB", "20MB"), help="one group of files only")
+    parser.add_argument("--to", choices=("disk", "tmpfs"), help="one destination only")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of the whole order")
     args = parser.parse_args()
     parallel = tuple(int(n) for n in args.parallel.split(",") if n)
-    print(run(args.quick, args.latency, args.bandwidth, parallel), flush=True)
+    text = run(args.quick, args.latency, args.bandwidth, parallel, args.only, args.to, args.repeat)
+    print(text, flush=True)
     return 0
 
 

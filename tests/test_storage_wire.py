@@ -3,6 +3,7 @@ Content-Lengths, gzip unasked, throttling, bad redirects, endless bodies, resume
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import io
@@ -33,9 +34,12 @@ from helpers import (
     run_config,
 )
 from hostile_storage import (
+    Behaviour,
     HostileStorage,
+    Request,
     endless,
     gzipped,
+    head,
     paced,
     ranged,
     redirect,
@@ -46,7 +50,7 @@ from hostile_storage import (
     throttle,
 )
 
-from watcher import cli
+from watcher import _transfer, cli
 from watcher._commands import run as run_command
 from watcher._config import DownloadPolicy
 from watcher._download import Finished, JobDownload, download_worker
@@ -170,6 +174,32 @@ async def test_a_slow_transfer_that_keeps_moving_runs_to_its_end(
         with anyio.fail_after(10):
             saved = await fetch_file(session, url, tmp_path / "a.bin", policy(speed_time=0.4))
     assert (tmp_path / "a.bin").read_bytes() == body and saved.bytes == len(body)
+
+
+@pytest.mark.anyio
+async def test_a_body_in_many_pieces_reaches_the_disk_chunk_bytes_at_a_time(
+    storage: HostileStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """256 KiB arriving 16 KiB at a time goes to the worker thread in batches of at least
+    chunk_bytes (64 KiB), not one hand-off per piece, and the file is exact."""
+    body = BODY[: 256 * 1024]
+    chunk = 64 * 1024
+    batches: list[int] = []
+    write = _transfer._PartFile.write
+
+    def counting(self: Any, pieces: list[bytes]) -> None:
+        batches.append(sum(len(piece) for piece in pieces))
+        write(self, pieces)
+
+    monkeypatch.setattr(_transfer._PartFile, "write", counting)
+    url = storage.route("/a.bin", paced(body, 16 * 1024, 0.001))
+    async with storage_session(policy(chunk_bytes=chunk)) as session:
+        with anyio.fail_after(10):
+            saved = await fetch_file(session, url, tmp_path / "a.bin", policy(chunk_bytes=chunk))
+    assert (tmp_path / "a.bin").read_bytes() == body
+    assert saved.sha256 == hashlib.sha256(body).hexdigest()
+    assert sum(batches) == len(body) and len(batches) <= len(body) // chunk + 1
+    assert all(size >= chunk for size in batches[:-1])
 
 
 # --- exact bytes --------------------------------------------------------------------------------
@@ -375,6 +405,41 @@ async def test_an_interrupted_download_resumes_with_a_ranged_get(
     assert saved["info"].sha256 == hashlib.sha256(BODY).hexdigest()
     assert saved["info"].bytes == len(BODY)
     assert list(tmp_path.iterdir()) == [tmp_path / "j1.info.json"]
+
+
+def _dripped_then_cut(body: bytes, etag: str, piece: int, cut_at: int) -> Behaviour:
+    """A 200 with an ETag announcing all of `body`, sent `piece` bytes every 5 ms until `cut_at`,
+    then closed: each piece reaches the client before the cut does."""
+
+    async def behave(req: Request, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(head(200, {"ETag": etag, "Accept-Ranges": "bytes"}, len(body)))
+        for start in range(0, cut_at, piece):
+            w.write(body[start : min(start + piece, cut_at)])
+            await w.drain()
+            await asyncio.sleep(0.005)
+
+    return behave
+
+
+@pytest.mark.anyio
+async def test_a_try_cut_short_writes_what_it_held_and_resumes_from_there(
+    storage: HostileStorage, tmp_path: Path
+) -> None:
+    """Cut at 100,000 bytes, all held for a 1 MiB hand-off: what was read is written before the
+    `.part` is kept, so the next try asks only for the rest; the file and its hash are whole."""
+    body = bytes(range(256)) * 8192  # 2 MiB: over chunk_bytes, so streamed
+    url = storage.route(
+        "/a.bin", _dripped_then_cut(body, '"v1"', 10_000, 100_000), ranged(body, '"v1"')
+    )
+    async with storage_session(policy(chunk_bytes=1 << 20)) as session:
+        download = downloader(session, tmp_path, FakeClock(), chunk_bytes=1 << 20)
+        with anyio.fail_after(10):
+            saved = await _save(download, "j1", info=url)
+    first, second = storage.seen
+    kept = int(second.headers["range"].removeprefix("bytes=").removesuffix("-"))
+    assert "range" not in first.headers and 90_000 <= kept <= 100_000  # the last piece may be lost
+    assert (tmp_path / "j1.info.json").read_bytes() == body
+    assert saved["info"].sha256 == hashlib.sha256(body).hexdigest()
 
 
 @pytest.mark.anyio

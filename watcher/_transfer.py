@@ -142,8 +142,10 @@ class Resume:
 
 class _PartFile:
     """The `.part` file a download is written to, hashed as it is written. Every method is
-    blocking, meant for a worker thread: each body chunk costs one thread hand-off, which
-    writes and hashes it (hashlib releases the GIL, so hashing runs beside the event loop)."""
+    blocking, meant for a worker thread: `write` takes a batch of body pieces (`chunk_bytes`
+    of them, give or take one piece: one thread hand-off per batch) and hashes and writes each
+    as it came off the socket, never joined into one copy (hashlib releases the GIL, so hashing
+    runs beside the event loop)."""
 
     __slots__ = ("_file", "digest", "part", "size")
 
@@ -156,10 +158,12 @@ class _PartFile:
             self._file = part.open("wb")
             self.digest, self.size = hashlib.sha256(), 0
 
-    def write(self, chunk: bytes) -> None:
-        self.digest.update(chunk)
-        self._file.write(chunk)
-        self.size += len(chunk)
+    def write(self, pieces: list[bytes]) -> None:
+        """Append `pieces`, in order, to the file and the digest."""
+        for piece in pieces:
+            self.digest.update(piece)
+            self._file.write(piece)
+            self.size += len(piece)
 
     def finish(self, target: Path, inspect: Callable[[Path], float] | None) -> float | None:
         """Close, check (`inspect`: ValueError when it is not what it claims), and rename."""
@@ -173,12 +177,16 @@ class _PartFile:
 
     @classmethod
     def whole(
-        cls, body: bytes, part: Path, target: Path, inspect: Callable[[Path], float] | None
+        cls,
+        pieces: list[bytes],
+        part: Path,
+        target: Path,
+        inspect: Callable[[Path], float] | None,
     ) -> tuple[_PartFile, float | None]:
         """A small body, complete in memory, stored in one go (one thread hand-off per file)."""
         out = cls(part)
         try:
-            out.write(body)
+            out.write(pieces)
             return out, out.finish(target, inspect)
         finally:
             out.close()
@@ -214,10 +222,11 @@ async def fetch_file(
 
     `inspect`, if given, checks the complete `.part` before it gets its final name (in a worker
     thread) and returns a duration; a ValueError from it is a BAD_AUDIO error. A body of at
-    most `chunk_bytes` is read whole and stored in a single worker-thread call. With `resume`,
-    a try cut short keeps its `.part` there (the caller removes it if it gives up) and the next
-    try with the same `resume` goes on from where it stopped. Messages start with the file name
-    and are at most MAX_MESSAGE characters.
+    most `chunk_bytes` is read whole and stored in a single worker-thread call; a larger one
+    goes to the `.part` about `chunk_bytes` at a time. With `resume`, a try cut short keeps its
+    `.part` there, with every byte it had read (the caller removes it if it gives up), and the
+    next try with the same `resume` goes on from where it stopped. Messages start with the file
+    name and are at most MAX_MESSAGE characters.
     """
     try:
         scheme = URL(url).scheme
@@ -284,6 +293,10 @@ async def _get(
     run = anyio.to_thread.run_sync
     out: _PartFile | None = None
     keep: tuple[str, int] | None = None  # (ETag, total): on a transient failure, resume later
+    # Pieces as they came off the socket (`iter_chunks`: no join into a copy), held until
+    # `chunk_bytes` of them go to the worker thread in one hand-off; a try cut short writes
+    # what it holds before it keeps its `.part`, so the next try asks only for the rest.
+    pieces: list[bytes] = []
     try:
         async with session.get(url, headers=headers, timeout=timeout) as resp:
             answer = await _check_answer(resp, offset, resume.total if resume else 0, policy)
@@ -292,33 +305,40 @@ async def _get(
             start, total = answer
             cap = policy.max_file_bytes
             speed = LowSpeed(policy.speed_limit, policy.speed_time)
+            held = 0
             if not start and total and total <= policy.chunk_bytes:
-                chunks, size = [], 0
-                async for chunk in resp.content.iter_chunked(policy.chunk_bytes):
-                    speed.received(len(chunk))
-                    size += len(chunk)
-                    chunks.append(chunk)
-                _check_size(size, total)
-                out, duration = await run(_PartFile.whole, b"".join(chunks), part, target, inspect)
+                async for piece, _ in resp.content.iter_chunks():
+                    speed.received(len(piece))
+                    held += len(piece)
+                    pieces.append(piece)
+                _check_size(held, total)
+                out, duration = await run(_PartFile.whole, pieces, part, target, inspect)
             else:
                 out = await run(_PartFile, part, resume if start else None)
                 etag = resp.headers.get("ETag", "") or (resume.etag if resume and start else "")
                 if resume is not None and total and etag and not etag.startswith("W/"):
                     keep = etag, total
-                async for chunk in resp.content.iter_chunked(policy.chunk_bytes):
-                    speed.received(len(chunk))
-                    if cap is not None and out.size + len(chunk) > cap:
+                async for piece, _ in resp.content.iter_chunks():
+                    speed.received(len(piece))
+                    if cap is not None and out.size + held + len(piece) > cap:
                         keep = None
                         raise DownloadError(f"over --max-file-bytes ({cap})")
-                    await run(out.write, chunk)
+                    pieces.append(piece)
+                    held += len(piece)
+                    if held >= policy.chunk_bytes:
+                        await run(out.write, pieces)
+                        pieces, held = [], 0
+                if pieces:
+                    await run(out.write, pieces)
+                    pieces = []  # written: a failure from here on must not write them again
                 _check_size(out.size, total or None)
                 keep = None
                 duration = await run(out.finish, target, inspect)
     except DownloadError as exc:
-        await _give_up(part, out, resume, keep if exc.transient else None)
+        await _give_up(part, out, resume, keep if exc.transient else None, pieces)
         raise
     except (aiohttp.ClientError, TimeoutError) as exc:
-        await _give_up(part, out, resume, keep)
+        await _give_up(part, out, resume, keep, pieces)
         raise _translate(exc, policy) from exc
     except ValueError as exc:
         await _give_up(part, out, resume, None)
@@ -382,19 +402,27 @@ def _check_size(size: int, expected: int | None) -> None:
 
 
 async def _give_up(
-    part: Path, out: _PartFile | None, resume: Resume | None, keep: tuple[str, int] | None
+    part: Path,
+    out: _PartFile | None,
+    resume: Resume | None,
+    keep: tuple[str, int] | None,
+    held: list[bytes] | None = None,
 ) -> None:
     """After a failed try: the `.part` kept in `resume` if `keep` (ETag, total) and it has
-    bytes, else removed. Never raises: a failed cleanup is logged, the try's own error stands."""
+    bytes (the `held` pieces, received but not yet written, written first), else removed.
+    Never raises: a failed cleanup is logged, the try's own error stands."""
     with anyio.CancelScope(shield=True):
-        if keep is not None and out is not None and out.size and resume is not None:
+        if keep is not None and out is not None and resume is not None:
             try:
+                if held:
+                    await anyio.to_thread.run_sync(out.write, held)
                 await anyio.to_thread.run_sync(out.close)
             except OSError:
                 pass
             else:
-                resume.keep(part, keep[0], keep[1], out.size, out.digest)
-                return
+                if out.size:
+                    resume.keep(part, keep[0], keep[1], out.size, out.digest)
+                    return
         if resume is not None:
             resume.clear()
         await discard(part, out)
