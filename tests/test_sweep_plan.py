@@ -248,8 +248,13 @@ class PagedGate:
         self.offsets.append(offset)
         self.now[0] += self.page_s
         rows = range(offset, min(offset + limit, len(self.states)))
-        jobs = tuple(ListedJob(f"j{i}", 1000.0, JobStatus(self.states[i])) for i in rows)
-        return JobPage(len(self.states), jobs)
+        return JobPage(
+            len(self.states), tuple(ListedJob(f"j{i}", 1000.0, self.row(i)) for i in rows)
+        )
+
+    def row(self, index: int) -> JobStatus:
+        """The status the list shows for the job at `index` now."""
+        return JobStatus(self.states[index])
 
 
 @pytest.mark.anyio
@@ -288,19 +293,11 @@ class QueueGate(PagedGate):
         super().__init__(["WAITING"] * jobs, now, page_s)
         self.state_at = state_at
 
-    async def page(
-        self, *, offset: int, limit: int, since: float | None, until: float | None
-    ) -> JobPage:
-        self.offsets.append(offset)
-        self.now[0] += self.page_s
-        rows = range(offset, min(offset + limit, len(self.states)))
-        states = {i: self.state_at(i, self.now[0]) for i in rows}
-        links = {"audio": "http://storage.invalid/a.wav"}
-        jobs = tuple(
-            ListedJob(f"j{i}", 1000.0, JobStatus(s, links if s == "SUCCEED" else {}))
-            for i, s in states.items()
-        )
-        return JobPage(len(self.states), jobs)
+    def row(self, index: int) -> JobStatus:
+        """The state at the fake clock's now; a SUCCEED row carries its links."""
+        state = self.state_at(index, self.now[0])
+        links = {"audio": "http://storage.invalid/a.wav"} if state == "SUCCEED" else {}
+        return JobStatus(state, links)
 
 
 @pytest.mark.anyio
