@@ -16,6 +16,7 @@ from helpers import TEST_PROJECT_ID as PROJECT
 from helpers import TEST_SK as SK
 from helpers import SimFactory
 
+import watcher
 from watcher._inputs import Job
 from watcher.cli import main
 
@@ -456,7 +457,7 @@ def test_every_command_s_errors_are_reported_by_main(
 
 def test_only_main_turns_errors_into_exit_codes() -> None:
     """No module but `watcher/cli.py` calls the exit table's `report` (commands raise)."""
-    package = Path(__file__).resolve().parents[1] / "watcher"
+    package = Path(watcher.__file__).parent  # the package under test: the checkout or the wheel
     callers = sorted(
         str(path.relative_to(package))
         for path in package.rglob("*.py")
