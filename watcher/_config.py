@@ -96,9 +96,10 @@ GIB = 1024**3
 
 @dataclass(frozen=True, slots=True)
 class DownloadPolicy:
-    """How results are fetched: `workers` jobs at a time, each file streamed to disk. 32, because
-    under a 40 ms first-byte latency ~200 KB files go 3.5-4x faster at 32 than at 8 and 20 MB
-    files 2.3x, while 64 adds at most a fifth for twice the connections (bench/README.md 4b).
+    """How results are fetched: `workers` jobs at a time, each file streamed to disk. 16: under a
+    40 ms first-byte latency ~200 KB files go 1.6-2.4x faster than at 8 (32: 3.5-4x), while on a
+    2-core machine where downloads are CPU-bound 32 doubled the polling's detection delay and 16
+    kept it within 10% of 8's (bench/README.md 4b and 4c).
 
     `retry`: tries per file for transient failures (resets, short bodies, 5xx, throttling, stalls).
     `speed_limit`, `speed_time`: as curl's `--speed-limit`/`--speed-time`, an attempt that
@@ -112,7 +113,7 @@ class DownloadPolicy:
     answer nobody before the run stops (None: never).
     """
 
-    workers: int = 32
+    workers: int = 16
     speed_limit: float = 1024.0
     speed_time: float = 30.0
     connect_timeout: float = 30.0
