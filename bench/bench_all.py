@@ -29,9 +29,10 @@ import bench_rate
 import bench_resume
 import bench_scale
 import bench_shards
+import bench_workers
 from common import OUT, ROOT, log, machine_note
 
-NAMES = ("rate", "overhead", "scale", "download", "resume", "shards", "batches")
+NAMES = ("rate", "overhead", "scale", "download", "workers", "resume", "shards", "batches")
 DEFAULT = NAMES[:-1]  # batches only when asked for
 
 
@@ -78,6 +79,7 @@ def main() -> int:
         "overhead": lambda: bench_overhead.run(args.quick),
         "scale": lambda: bench_scale.run(args.quick),
         "download": lambda: bench_download.run(args.quick),
+        "workers": lambda: bench_workers.run(quick=args.quick),
         "resume": lambda: bench_resume.run(args.quick),
         "shards": lambda: bench_shards.run(args.quick),
         "batches": lambda: bench_batches.run(args.quick),
