@@ -170,14 +170,21 @@ async def test_retry_after_is_the_floor_of_the_wait(
 async def test_a_failed_refresh_is_the_files_transient_error(
     storage: HostileStorage, tmp_path: Path
 ) -> None:
-    """Fresh links that cannot be had (a 500) are a transient DownloadError of that file."""
+    """Fresh links that cannot be had (a 500) are a transient DownloadError of that file, and
+    each failed refresh waits its backoff before the next (only the 403 itself goes at once)."""
     url = storage.route("/a.bin", serve(REFUSED, status=403))
     refresh = Refresher({}, ApiError(500, "MSS.1", "internal", "r1"))
+    clock = FakeClock()
+    started = clock()
     async with storage_session(POLICY) as session:
-        download = downloader(session, tmp_path, FakeClock(), refresh)
+        download = downloader(session, tmp_path, clock, refresh)
         with pytest.raises(DownloadError, match=r"fresh links: .*internal") as caught:
             await _save(download, info=url)
     assert caught.value.transient and refresh.calls == RETRY.attempts - 1
+    rng = random.Random(7)
+    rng.uniform(0.0, 1.0)  # the 403's own draw (its wait is none)
+    waits = [RETRY.delay(n, rng) for n in range(2, RETRY.attempts)]
+    assert clock() - started == pytest.approx(sum(waits))
 
 
 @pytest.mark.anyio

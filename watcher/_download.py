@@ -201,8 +201,10 @@ class JobDownload:
                 if delay is None:  # the file's tries are used up
                     raise
                 stale = stale or exc.expired  # a failed refresh leaves the link refused
-                if stale:  # the link, not storage, was the trouble: fresh links at once
+                if exc.expired:  # the link, not storage, was the trouble: fresh links at once
                     delay = hint or 0.0
+                # (a refresh that failed waits its backoff like any other try: asking the API
+                # again at once, try after try, spent a file's tries in a second)
                 self.retries["download"] += 1
                 log.debug(
                     "download failed, will retry",
