@@ -67,4 +67,5 @@ def test_windows_and_unknown_values_fall_back_to_asyncio_with_a_warning(
     assert module.startswith("asyncio") and len(logs) == 1
     monkeypatch.setattr("sys.platform", "win32")
     assert _loop.uvloop_unavailable({"WATCHER_LOOP": "uvloop"}) == "uvloop does not run on Windows"
-    assert not _loop.wants_uvloop({"WATCHER_LOOP": "uvloop"})
+    module, _ = _loop.run(loop_module, "x", environ={"WATCHER_LOOP": "uvloop"})
+    assert module.startswith("asyncio")

@@ -39,12 +39,6 @@ def uvloop_unavailable(environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def wants_uvloop(environ: Mapping[str, str]) -> bool:
-    """True when `environ` asks for uvloop and it can be had."""
-    wanted = environ.get(ENV, "").strip().lower() == "uvloop"
-    return wanted and uvloop_unavailable(environ) is None
-
-
 def run(
     fn: Callable[[Unpack[Args]], Awaitable[T]],
     *args: *Args,
@@ -56,7 +50,7 @@ def run(
     reason = uvloop_unavailable(env)
     if reason is not None:
         log.warning("using asyncio's event loop", reason=reason)
-    if wants_uvloop(env):
+    elif env.get(ENV, "").strip().lower() == "uvloop":
         uvloop = importlib.import_module("uvloop")  # only here: Windows has none
         options = {"loop_factory": uvloop.new_event_loop}
         return anyio.run(fn, *args, backend="asyncio", backend_options=options)
